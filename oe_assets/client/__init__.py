@@ -1,0 +1,29 @@
+"""The OE client (pure; httpx): tenants, execution templates, keyset-paged process contexts."""
+
+from oe_assets.client.errors import (
+    OeAuthError,
+    OeBadResponseError,
+    OeError,
+    OeNotFoundError,
+    OeRequestError,
+    OeRetryBudgetExceeded,
+    OeUnreachableError,
+)
+from oe_assets.client.oe_client import EndpointPaths, OeClient, OeClientConfig, QueryNames
+from oe_assets.client.retry import ClientStats, RetryPolicy
+
+__all__ = [
+    "ClientStats",
+    "EndpointPaths",
+    "OeAuthError",
+    "OeBadResponseError",
+    "OeClient",
+    "OeClientConfig",
+    "OeError",
+    "OeNotFoundError",
+    "OeRequestError",
+    "OeRetryBudgetExceeded",
+    "OeUnreachableError",
+    "QueryNames",
+    "RetryPolicy",
+]

@@ -1,0 +1,47 @@
+"""Dagster metadata built from the warehouse: row counts, column schemas, markdown summaries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import dagster as dg
+import duckdb
+
+from oe_assets.warehouse import quote_ident
+
+
+def table_schema(conn: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
+    rows = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return dg.TableSchema(columns=[dg.TableColumn(name=str(n), type=str(t)) for n, t in rows])
+
+
+def row_count(conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: list[object] | None = None) -> int:
+    row = conn.execute(f"SELECT count(*) FROM {quote_ident(table)} {where}", params or []).fetchone()
+    return int(row[0]) if row else 0
+
+
+def table_metadata(
+    conn: duckdb.DuckDBPyConnection, table: str, *, partition_rows: int | None = None, extra: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """The standard metadata every table asset reports."""
+    meta: dict[str, object] = {
+        "table": dg.MetadataValue.text(table),
+        "dagster/table_name": table,
+        "dagster/row_count": dg.MetadataValue.int(row_count(conn, table)),
+        "dagster/column_schema": table_schema(conn, table),
+    }
+    if partition_rows is not None:
+        meta["dagster/partition_row_count"] = dg.MetadataValue.int(partition_rows)
+    if extra:
+        meta.update(extra)
+    return meta
+
+
+def markdown_table(rows: list[tuple[object, ...]], header: tuple[str, ...]) -> dg.MetadataValue:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return dg.MetadataValue.md("\n".join(lines))

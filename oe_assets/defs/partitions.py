@@ -1,0 +1,23 @@
+"""Daily partitions by the process context's creation date (UTC)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from oe_assets.settings import OeSettings
+
+DUCKDB_POOL = "duckdb"
+"""Every op that opens the warehouse joins this pool; `dagster_home/dagster.yaml` limits it to 1."""
+
+
+def daily_partitions(start: date | None = None) -> dg.DailyPartitionsDefinition:
+    """`end_offset=1` adds today's partial day, so runs that are still going land too."""
+    first = start or OeSettings.from_env().start_date
+    return dg.DailyPartitionsDefinition(start_date=first.isoformat(), timezone="UTC", end_offset=1)
+
+
+def partition_dates(context: dg.AssetExecutionContext) -> list[date]:
+    """The run's partitions as dates (one, or a range in a single-run backfill)."""
+    return [date.fromisoformat(k) for k in context.partition_keys]

@@ -1,0 +1,109 @@
+"""The `process_mining` layer: the seed's event log and the activity-level log."""
+
+
+import dagster as dg
+
+from oe_assets.defs.metadata import markdown_table, table_metadata
+from oe_assets.defs.partitions import DUCKDB_POOL, partition_dates
+from oe_assets.defs.resources import WarehouseResource
+from oe_assets.landing.raw_contexts import RAW_CONTEXTS
+from oe_assets.process_mining.activity_log import ACTIVITY_LOG, rebuild_activity_log_partition
+from oe_assets.process_mining.event_log import EVENT_LOG, merge_event_log_partition
+
+PROCESS_MINING_GROUP = "process_mining"
+OWNERS = ["team:data-engineering"]
+
+_CTX = dg.AssetKey(["execution_context"])
+_TPL = dg.AssetKey(["execution_templates"])
+
+
+def _lineage(deps: dict[str, list[tuple[dg.AssetKey, str]]]) -> dg.TableColumnLineage:
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [dg.TableColumnDep(asset_key=key, column_name=name) for key, name in sources]
+            for column, sources in deps.items()
+        }
+    )
+
+
+EVENT_LOG_LINEAGE = _lineage(
+    {
+        "execution_template_name": [(_TPL, "name")],
+        "instance_id": [(_CTX, "context$processid")],
+        "created_at": [(_CTX, "metadata$createdAt")],
+        "last_modified": [(_CTX, "metadata$updatedAt")],
+        "status": [(_CTX, "status")],
+    }
+)
+
+
+def build_process_mining_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        name=EVENT_LOG,
+        group_name=PROCESS_MINING_GROUP,
+        deps=[_CTX, _TPL],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=DUCKDB_POOL,
+        kinds={"duckdb", "sql"},
+        owners=OWNERS,
+        tags={"layer": "process_mining"},
+        description=(
+            "The seed's event log (Celonis activity table): one row per process context with "
+            "execution_template_name, instance_id (primary key = context$processid), created_at, last_modified, "
+            "status. Maintained with the seed's MERGE, one partition at a time: a known instance gets "
+            "last_modified and status updated, a new one is inserted."
+        ),
+        metadata={"dagster/column_lineage": EVENT_LOG_LINEAGE},
+    )
+    def event_log(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        totals = {"source_rows": 0, "inserted": 0, "updated": 0}
+        with warehouse.get_connection() as conn:
+            for day in partition_dates(context):
+                counts = merge_event_log_partition(conn, day)
+                for key in totals:
+                    totals[key] += counts[key]
+            meta = table_metadata(
+                conn,
+                EVENT_LOG,
+                partition_rows=totals["source_rows"],
+                extra={
+                    "inserted": dg.MetadataValue.int(totals["inserted"]),
+                    "updated": dg.MetadataValue.int(totals["updated"]),
+                    "dagster/column_lineage": EVENT_LOG_LINEAGE,
+                },
+            )
+        return dg.MaterializeResult(metadata=meta)
+
+    @dg.asset(
+        name=ACTIVITY_LOG,
+        group_name=PROCESS_MINING_GROUP,
+        deps=[_CTX, _TPL, dg.AssetKey([RAW_CONTEXTS])],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=DUCKDB_POOL,
+        kinds={"duckdb", "sql"},
+        owners=OWNERS,
+        tags={"layer": "process_mining"},
+        description=(
+            "Activity-level log for process mining: one row per (case_id, activity, event_time), case = process "
+            "context. Activities: 'Process started' (createdAt), each step output with its own "
+            "metadata.occurredAt (named by its event-type key), 'Status: <status>' for every status observed "
+            "between loads (history), and 'Process <status>' at updatedAt for finished/failed/stopped runs."
+        ),
+    )
+    def activity_log(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        by_type: dict[str, int] = {}
+        with warehouse.get_connection() as conn:
+            for day in partition_dates(context):
+                for kind, n in rebuild_activity_log_partition(conn, day).items():
+                    by_type[kind] = by_type.get(kind, 0) + n
+            meta = table_metadata(
+                conn,
+                ACTIVITY_LOG,
+                partition_rows=sum(by_type.values()),
+                extra={"activities_by_type": markdown_table(sorted(by_type.items()), ("activity_type", "rows"))},
+            )
+        return dg.MaterializeResult(metadata=meta)
+
+    return [event_log, activity_log]

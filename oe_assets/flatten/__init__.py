@@ -1,0 +1,67 @@
+"""JSON documents -> Celonis-shaped tables (pure: pyarrow only).
+
+See ``reference/celonis-model.md`` for the naming rules and :mod:`oe_assets.flatten.naming`
+for the path conventions.
+"""
+
+from oe_assets.flatten.flattener import (
+    TIMESTAMP_PATTERN,
+    FlatBatch,
+    Flattener,
+    FlatStats,
+    QuarantinedRecord,
+    TypeConflict,
+)
+from oe_assets.flatten.naming import (
+    ACCOUNTS,
+    CONTEXTS,
+    FAMILIES,
+    LOADED_AT,
+    PARENT_ROW_ID,
+    PARTITION,
+    POSITION,
+    RESERVED_COLUMNS,
+    ROW_ID,
+    TEMPLATES,
+    VALUE_COLUMN,
+    ColumnPath,
+    TableFamily,
+    TablePath,
+)
+from oe_assets.flatten.reassemble import reassemble
+from oe_assets.flatten.registry import (
+    Collision,
+    RegisteredColumn,
+    RegisteredTable,
+    RegistryRows,
+    SchemaRegistry,
+)
+
+__all__ = [
+    "ACCOUNTS",
+    "CONTEXTS",
+    "FAMILIES",
+    "LOADED_AT",
+    "PARENT_ROW_ID",
+    "PARTITION",
+    "POSITION",
+    "RESERVED_COLUMNS",
+    "ROW_ID",
+    "TEMPLATES",
+    "TIMESTAMP_PATTERN",
+    "VALUE_COLUMN",
+    "Collision",
+    "ColumnPath",
+    "FlatBatch",
+    "FlatStats",
+    "Flattener",
+    "QuarantinedRecord",
+    "RegisteredColumn",
+    "RegisteredTable",
+    "RegistryRows",
+    "SchemaRegistry",
+    "TableFamily",
+    "TablePath",
+    "TypeConflict",
+    "reassemble",
+]

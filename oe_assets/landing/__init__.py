@@ -1,0 +1,1 @@
+"""Landing: API -> raw tables, verbatim, transactional."""

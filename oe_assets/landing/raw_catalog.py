@@ -1,0 +1,127 @@
+"""Land the digital processes (execution templates) and the accounts (tenants) verbatim.
+
+A full refresh upserts what the API lists and marks what it no longer lists as
+`present_in_api = false` instead of deleting it: retained process contexts still need
+their digital process and account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from oe_assets.landing.raw_contexts import QUARANTINE, QUARANTINE_DDL
+from oe_assets.warehouse import transaction
+
+RAW_TEMPLATES = "raw_execution_templates"
+RAW_ACCOUNTS = "raw_accounts"
+
+_CATALOG_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    id VARCHAR NOT NULL PRIMARY KEY,
+    tenant VARCHAR,
+    name VARCHAR,
+    state VARCHAR,
+    document JSON NOT NULL,
+    document_sha256 VARCHAR NOT NULL,
+    first_seen_at TIMESTAMP NOT NULL,
+    last_seen_at TIMESTAMP NOT NULL,
+    present_in_api BOOLEAN NOT NULL
+)
+"""
+
+_STAGE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("tenant", pa.string()),
+        ("name", pa.string()),
+        ("state", pa.string()),
+        ("document", pa.string()),
+        ("document_sha256", pa.string()),
+    ]
+)
+
+
+@dataclass
+class CatalogLandingReport:
+    table: str
+    rows_in_api: int = 0
+    rows_total: int = 0
+    no_longer_in_api: int = 0
+    quarantined: list[tuple[str | None, str]] = field(default_factory=list)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def land_catalog(
+    conn: duckdb.DuckDBPyConnection, table: str, documents: Sequence[object], loaded_at: datetime
+) -> CatalogLandingReport:
+    """Upsert the listed documents by `id`, in one transaction."""
+    report = CatalogLandingReport(table=table)
+    rows: dict[str, dict[str, object]] = {}
+    for doc in documents:
+        key = doc.get("id") if isinstance(doc, dict) else None
+        if not isinstance(doc, dict) or not isinstance(key, str) or not key:
+            reason = "record is not an object" if not isinstance(doc, dict) else "id is missing or not a string"
+            report.quarantined.append((key if isinstance(key, str) else None, reason))
+            continue
+        text = orjson.dumps(doc).decode()
+        rows[key] = {
+            "id": key,
+            "tenant": _text(doc.get("tenant")),
+            "name": _text(doc.get("name")),
+            "state": _text(doc.get("state")),
+            "document": text,
+            "document_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        }
+    staged = pa.Table.from_pylist(list(rows.values()), schema=_STAGE_SCHEMA)
+    with transaction(conn):
+        conn.execute(_CATALOG_DDL.format(table=table))
+        conn.execute(QUARANTINE_DDL)
+        conn.register("_oe_stage_catalog", staged)
+        conn.execute(
+            f"""MERGE INTO {table} AS t USING _oe_stage_catalog AS s ON t.id = s.id
+                WHEN MATCHED THEN UPDATE SET tenant = s.tenant, name = s.name, state = s.state,
+                    document = s.document, document_sha256 = s.document_sha256,
+                    last_seen_at = $loaded_at, present_in_api = true
+                WHEN NOT MATCHED THEN INSERT (id, tenant, name, state, document, document_sha256,
+                    first_seen_at, last_seen_at, present_in_api)
+                VALUES (s.id, s.tenant, s.name, s.state, s.document, s.document_sha256,
+                    $loaded_at, $loaded_at, true)""",
+            {"loaded_at": loaded_at},
+        )
+        conn.execute(
+            f"UPDATE {table} SET present_in_api = false WHERE id NOT IN (SELECT id FROM _oe_stage_catalog)"
+        )
+        conn.unregister("_oe_stage_catalog")
+        conn.execute(f"DELETE FROM {QUARANTINE} WHERE family = ?", [table])
+        if report.quarantined:
+            conn.executemany(
+                f"INSERT INTO {QUARANTINE} VALUES (?, 'all', ?, ?, ?, ?)",
+                [[table, key, reason, "", loaded_at] for key, reason in report.quarantined],
+            )
+        total, gone = conn.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE NOT present_in_api) FROM {table}"
+        ).fetchone() or (0, 0)
+    report.rows_in_api = len(rows)
+    report.rows_total = int(total)
+    report.no_longer_in_api = int(gone)
+    return report
+
+
+def iter_catalog_documents(conn: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, object]]:
+    """Every landed document of the table (including ones the API no longer lists)."""
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+    ).fetchone()
+    if not exists or not exists[0]:
+        return []
+    return [orjson.loads(r[0]) for r in conn.execute(f"SELECT document FROM {table} ORDER BY id").fetchall()]

@@ -1,0 +1,102 @@
+"""``oe-assets simulator``: run the OE simulator in the foreground until Ctrl+C / SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+import orjson
+
+from oe_assets.simulator.faults import FaultSwitches
+from oe_assets.simulator.server import SimulatorServer
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The simulator's command-line options (also used by the lead's ``oe-assets simulator``)."""
+    parser = argparse.ArgumentParser(
+        prog="oe-assets simulator",
+        description="Serve a simulated Emporix Orchestration Engine API (process contexts) on loopback.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 = any free port)")
+    parser.add_argument("--seed", type=int, default=42, help="data seed (default: 42)")
+    parser.add_argument("--days", type=int, default=14, help="days of history to generate (default: 14)")
+    parser.add_argument(
+        "--contexts-per-day", type=int, default=60, help="process contexts created per day (default: 60)"
+    )
+    parser.add_argument(
+        "--clock-rate",
+        type=float,
+        default=0.0,
+        help="simulated seconds per real second; 0 keeps the clock still (default: 0)",
+    )
+    parser.add_argument("--client-id", default="oe-demo-client", help="client id the simulator accepts")
+    parser.add_argument(
+        "--client-secret", default="oe-demo-secret", help="client secret the simulator accepts"
+    )
+    parser.add_argument(
+        "--faults", default=None, help='fault switches as JSON, e.g. \'{"rate_429": 0.05, "rate_5xx": 0.02}\''
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def run_simulator_cli(argv: list[str] | None = None) -> int:
+    """Start the simulator, print how to point the pipeline at it, serve until interrupted."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    faults = None
+    if args.faults:
+        try:
+            faults = FaultSwitches.from_dict(orjson.loads(args.faults))
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            parser.error(f"--faults: {exc}")
+    server = SimulatorServer(
+        seed=args.seed,
+        days=args.days,
+        contexts_per_day=args.contexts_per_day,
+        host=args.host,
+        port=args.port,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        clock_rate=args.clock_rate,
+        faults=faults,
+        verbose=args.verbose,
+    )
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    done = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        state = server.world.state()
+        # these are the simulator's own demo credentials, so printing them is fine
+        print(
+            f"OE simulator at {server.url}  (seed {args.seed}, {state['contexts']} process contexts over "
+            f"{args.days} days, now {state['now']}, clock rate {args.clock_rate:g})\n"
+            "Point the pipeline at it:\n"
+            f"  export OE_API_URL={server.url}\n"
+            f"  export OE_AUTH_URL={server.url}\n"
+            f"  export OE_CLIENT_ID={server.client_id}\n"
+            f"  export OE_CLIENT_SECRET={server.client_secret}\n"
+            f'Admin: GET {server.url}/_admin/state, POST {server.url}/_admin/advance {{"seconds": 3600}}\n'
+            "Press Ctrl+C to stop.",
+            flush=True,
+        )
+        while not done.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+    print("OE simulator stopped.", flush=True)
+    return 0

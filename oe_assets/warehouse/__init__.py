@@ -1,0 +1,34 @@
+"""DuckDB writes of flattened batches (pure: duckdb + pyarrow only)."""
+
+from oe_assets.warehouse.schema import (
+    COLUMNS_TABLE,
+    QUARANTINE_TABLE,
+    TABLES_TABLE,
+    SchemaChange,
+    ensure_bookkeeping,
+)
+from oe_assets.warehouse.sql import quote_ident, quote_literal
+from oe_assets.warehouse.writer import (
+    WriteReport,
+    load_registry,
+    merge_into,
+    replace_all,
+    replace_partition,
+    transaction,
+)
+
+__all__ = [
+    "COLUMNS_TABLE",
+    "QUARANTINE_TABLE",
+    "TABLES_TABLE",
+    "SchemaChange",
+    "WriteReport",
+    "ensure_bookkeeping",
+    "load_registry",
+    "merge_into",
+    "quote_ident",
+    "quote_literal",
+    "replace_all",
+    "replace_partition",
+    "transaction",
+]

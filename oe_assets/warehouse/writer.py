@@ -1,0 +1,562 @@
+"""Transactional writes of flattened batches into DuckDB.
+
+:func:`replace_partition` replaces one partition of a whole table family (root table, every
+child table, the family's quarantine rows) in ONE transaction: either the new content is there
+in full, or the previous content is untouched. Batches are consumed lazily, so memory does not
+grow with the partition. :func:`replace_all` does the same for unpartitioned families.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from oe_assets.flatten.flattener import FlatBatch, TypeConflict
+from oe_assets.flatten.naming import PARENT_ROW_ID, POSITION, ROW_ID, TableFamily
+from oe_assets.flatten.registry import Collision, RegisteredColumn, RegisteredTable, SchemaRegistry
+from oe_assets.warehouse.schema import (
+    BIGINT,
+    COLUMNS_TABLE,
+    DOUBLE,
+    QUARANTINE_TABLE,
+    TABLES_TABLE,
+    VARCHAR,
+    SchemaChange,
+    add_column,
+    alter_column_type,
+    bookkeeping_exists,
+    cast_expr,
+    create_table,
+    duckdb_type,
+    ensure_bookkeeping,
+    is_typeless,
+    table_columns,
+    widened_type,
+)
+from oe_assets.warehouse.sql import quote_ident
+
+_view_counter = itertools.count()
+
+
+@dataclass(slots=True)
+class WriteReport:
+    rows_per_table: dict[str, int] = field(default_factory=dict)
+    """rows inserted per table of the batches (0 for a table a batch had without rows)"""
+    quarantined: int = 0
+    collisions: list[Collision] = field(default_factory=list)
+    type_conflicts: list[TypeConflict] = field(default_factory=list)
+    schema_changes: list[SchemaChange] = field(default_factory=list)
+    new_tables: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    new_columns: list[tuple[str, str]] = field(default_factory=list)
+    """(table, column) added to tables that existed before (new tables' columns not listed)"""
+    deleted_rows: dict[str, int] = field(default_factory=dict)
+    """rows of the previous content deleted per table"""
+    batches: int = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_per_table.values())
+
+
+# --------------------------------------------------------------------- transactions
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN`` ... ``COMMIT``; ``ROLLBACK`` and re-raise on any error.
+
+    Nested use joins the transaction already open on ``conn`` (the outer block commits or
+    rolls back).
+    """
+    try:
+        conn.execute("BEGIN TRANSACTION")
+    except duckdb.TransactionException as exc:
+        if "within a transaction" not in str(exc):
+            raise
+        yield conn  # nested: the outer transaction decides
+        return
+    try:
+        yield conn
+    except BaseException:
+        try:
+            conn.execute("ROLLBACK")
+        except duckdb.Error:  # the original error matters more
+            pass
+        raise
+    conn.execute("COMMIT")
+
+
+# ------------------------------------------------------------------------- registry
+def load_registry(conn: duckdb.DuckDBPyConnection, family: TableFamily) -> SchemaRegistry:
+    """The family's persisted :class:`SchemaRegistry` (empty if nothing was written yet)."""
+    if not bookkeeping_exists(conn):
+        return SchemaRegistry()
+    tables = [
+        RegisteredTable(name, parent, _path_from_json(path) or ())
+        for name, parent, path in conn.execute(
+            f"SELECT table_name, parent_table, json_path FROM {TABLES_TABLE} WHERE family = ? "
+            "ORDER BY first_seen, table_name",
+            [family.root_table],
+        ).fetchall()
+    ]
+    columns = [
+        RegisteredColumn(table, column, _path_from_json(path))
+        for table, column, path in conn.execute(
+            f"SELECT c.table_name, c.column_name, c.json_path FROM {COLUMNS_TABLE} c "
+            f"JOIN {TABLES_TABLE} t ON t.table_name = c.table_name WHERE t.family = ? "
+            "ORDER BY c.first_seen, c.table_name, c.column_name",
+            [family.root_table],
+        ).fetchall()
+    ]
+    return SchemaRegistry.from_rows(tables, columns)
+
+
+def _path_from_json(text: str | None) -> Any:
+    if text is None:
+        return None
+    value = orjson.loads(text)
+    return None if value is None else tuple(value)
+
+
+def _path_to_json(path: tuple[Any, ...] | None) -> str | None:
+    return None if path is None else orjson.dumps(list(path)).decode()
+
+
+# ---------------------------------------------------------------------------- writes
+def replace_partition(
+    conn: duckdb.DuckDBPyConnection,
+    family: TableFamily,
+    partition_key: str,
+    batches: Iterable[FlatBatch],
+    *,
+    partition_column: str = "_oe_partition",
+    prefetch: bool = False,
+) -> WriteReport:
+    """Replaces partition ``partition_key`` of every table of ``family`` with ``batches``.
+
+    One transaction: the partition's rows are deleted from EVERY table of the family known to
+    the warehouse (so child rows of arrays that shrank do not linger) together with the
+    family's quarantine rows of that partition, then each batch is written (schema evolved as
+    needed). Any error rolls everything back and is re-raised. Every batch must carry
+    ``partition_column`` as a constant column equal to ``partition_key``.
+
+    ``prefetch=True`` produces the next batch in a background thread while DuckDB writes the
+    current one (use it only when producing batches does not touch ``conn``).
+    """
+    writer = _FamilyWriter(conn, family, partition_key, partition_column)
+    return writer.run(batches, prefetch=prefetch)
+
+
+def replace_all(
+    conn: duckdb.DuckDBPyConnection,
+    family: TableFamily,
+    batches: Iterable[FlatBatch],
+    *,
+    prefetch: bool = False,
+) -> WriteReport:
+    """Replaces the whole content of an unpartitioned family (templates, accounts)."""
+    writer = _FamilyWriter(conn, family, None, None)
+    return writer.run(batches, prefetch=prefetch)
+
+
+_MISSING: Any = object()
+
+
+class _FamilyWriter:
+    def __init__(
+        self,
+        conn: duckdb.DuckDBPyConnection,
+        family: TableFamily,
+        partition_key: str | None,
+        partition_column: str | None,
+    ) -> None:
+        self.conn = conn
+        self.family = family
+        self.partition_key = partition_key
+        self.partition_column = partition_column
+        self.report = WriteReport()
+        self.now = datetime.now(UTC).replace(tzinfo=None)
+        # warehouse state, loaded inside the transaction and kept up to date by our own DDL
+        self.tables: dict[str, tuple[str | None, tuple[Any, ...]]] = {}  # name -> (parent, path)
+        self.paths: dict[str, dict[str, Any]] = {}  # table -> column -> json path (None: system)
+        self.seen: dict[str, dict[str, bool]] = {}  # table -> column -> a non-null value was written
+        self.types: dict[str, dict[str, str] | None] = {}  # table -> column -> DuckDB type
+
+    # ------------------------------------------------------------------ main
+    def run(self, batches: Iterable[FlatBatch], *, prefetch: bool) -> WriteReport:
+        source: Iterable[FlatBatch] = _prefetched(batches) if prefetch else batches
+        try:
+            with transaction(self.conn):
+                ensure_bookkeeping(self.conn)
+                self._load_state()
+                self._delete_previous()
+                for batch in source:
+                    self._write_batch(batch)
+        finally:
+            close = getattr(source, "close", None)
+            if prefetch and close is not None:
+                close()
+        return self.report
+
+    def _load_state(self) -> None:
+        fam = self.family.root_table
+        for name, parent, path in self.conn.execute(
+            f"SELECT table_name, parent_table, json_path FROM {TABLES_TABLE} WHERE family = ?", [fam]
+        ).fetchall():
+            self.tables[name] = (parent, _path_from_json(path) or ())
+            self.paths[name] = {}
+            self.seen[name] = {}
+        for table, column, path, dtype in self.conn.execute(
+            f"SELECT c.table_name, c.column_name, c.json_path, c.data_type FROM {COLUMNS_TABLE} c "
+            f"JOIN {TABLES_TABLE} t ON t.table_name = c.table_name WHERE t.family = ?",
+            [fam],
+        ).fetchall():
+            self.paths[table][column] = _path_from_json(path)
+            self.seen[table][column] = dtype is not None
+
+    def _columns(self, table: str) -> dict[str, str] | None:
+        if table not in self.types:
+            self.types[table] = table_columns(self.conn, table)
+        return self.types[table]
+
+    def _delete_previous(self) -> None:
+        conn = self.conn
+        fam = self.family.root_table
+        for table in self.tables:
+            cols = self._columns(table)
+            if cols is None:
+                continue  # registered but dropped by hand: nothing to delete
+            if self.partition_column is None:
+                row = conn.execute(f"DELETE FROM {quote_ident(table)}").fetchone()
+            else:
+                ptype = cols.get(self.partition_column)
+                if ptype is None:
+                    continue  # never held partitioned rows
+                row = conn.execute(
+                    f"DELETE FROM {quote_ident(table)} "
+                    f"WHERE {quote_ident(self.partition_column)} = CAST(? AS {ptype})",
+                    [self.partition_key],
+                ).fetchone()
+            if row and row[0]:
+                self.report.deleted_rows[table] = int(row[0])
+        if self.partition_column is None:
+            conn.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE family = ?", [fam])
+        else:
+            conn.execute(
+                f"DELETE FROM {QUARANTINE_TABLE} WHERE family = ? AND partition_key = ?",
+                [fam, self.partition_key],
+            )
+
+    # ----------------------------------------------------------------- batch
+    def _write_batch(self, batch: FlatBatch) -> None:
+        if batch.family.root_table != self.family.root_table:
+            raise ValueError(
+                f"batch of family {batch.family.root_table!r} given to a write of {self.family.root_table!r}"
+            )
+        if self.partition_column is not None:
+            self._check_partition(batch)
+        rep = self.report
+        rep.batches += 1
+        rep.collisions.extend(batch.collisions)
+        rep.type_conflicts.extend(batch.type_conflicts)
+        rep.duplicates.extend(batch.duplicates)
+        new_cols: list[tuple[str, str, Any, str | None]] = []  # table, column, path, data type
+        changed: list[tuple[str, str, str]] = []  # table, column, data type
+        for table, tbl in batch.tables.items():
+            self._write_table(batch, table, tbl, new_cols, changed)
+        if new_cols:
+            self.conn.executemany(
+                f"INSERT INTO {COLUMNS_TABLE} VALUES (?, ?, ?, ?, ?)",
+                [[t, c, _path_to_json(p), d, self.now] for t, c, p, d in new_cols],
+            )
+        for t, c, d in changed:
+            self.conn.execute(
+                f"UPDATE {COLUMNS_TABLE} SET data_type = ? WHERE table_name = ? AND column_name = ?",
+                [d, t, c],
+            )
+        if batch.quarantined:
+            self._insert_arrow(
+                QUARANTINE_TABLE,
+                pa.table(
+                    {
+                        "family": pa.array([q.family for q in batch.quarantined], pa.string()),
+                        "partition_key": pa.array([self.partition_key] * len(batch.quarantined), pa.string()),
+                        "record_key": pa.array([q.record_key for q in batch.quarantined], pa.string()),
+                        "reason": pa.array([q.reason for q in batch.quarantined], pa.string()),
+                        "document": pa.array([q.document for q in batch.quarantined], pa.string()),
+                        "quarantined_at": pa.array([self.now] * len(batch.quarantined), pa.timestamp("us")),
+                    }
+                ),
+                "*",
+            )
+            rep.quarantined += len(batch.quarantined)
+
+    def _check_partition(self, batch: FlatBatch) -> None:
+        assert self.partition_column is not None and self.partition_key is not None
+        if self.partition_column not in batch.constants:
+            raise ValueError(
+                f"batch has no constant column {self.partition_column!r}: flatten it with "
+                f"constant_columns={{{self.partition_column!r}: <partition {self.partition_key}>}}"
+            )
+        value = batch.constants[self.partition_column]
+        if not _same_partition(value, self.partition_key):
+            raise ValueError(
+                f"batch belongs to partition {value!r}, not to {self.partition_key!r} being replaced"
+            )
+
+    def _write_table(
+        self,
+        batch: FlatBatch,
+        table: str,
+        tbl: pa.Table,
+        new_cols: list[tuple[str, str, Any, str | None]],
+        changed: list[tuple[str, str, str]],
+    ) -> None:
+        conn = self.conn
+        rep = self.report
+        path = batch.table_paths.get(table, ())
+        parent = batch.parents.get(table)
+        json_paths = batch.json_paths.get(table, {})
+        known = self.tables.get(table)
+        if known is not None and tuple(known[1]) != tuple(path):
+            raise ValueError(
+                f"table {table!r} holds JSON path {list(known[1])} in the warehouse but {list(path)} in "
+                "the batch: flatten with the registry from load_registry()"
+            )
+        paths = self.paths.setdefault(table, {})
+        seen = self.seen.setdefault(table, {})
+        paths_cf = {c.casefold(): c for c in paths}
+        batch_types: dict[str, str | None] = {}
+        for f in tbl.schema:
+            col = f.name
+            jp = json_paths.get(col)
+            owner = paths_cf.get(col.casefold(), _MISSING)
+            if owner is not _MISSING and (owner != col or paths[owner] != (None if jp is None else tuple(jp))):
+                raise ValueError(
+                    f"column {col!r} of table {table!r} (JSON path {jp}) clashes with warehouse column "
+                    f"{owner!r} (JSON path {paths[owner]}): flatten with the registry from load_registry()"
+                )
+            dtype = None if is_typeless(tbl.column(col)) else duckdb_type(f.type)
+            if dtype is None and not is_typeless(tbl.column(col)):
+                dtype = self._describe_type(tbl, col)
+            batch_types[col] = dtype
+
+        existing = self._columns(table)
+        select: dict[str, str] = {}  # column -> expression when a cast is needed
+        if existing is None:
+            not_null = self._key_columns(table, parent)
+            create_table(
+                conn, table, [(c, t or VARCHAR, c in not_null) for c, t in batch_types.items()]
+            )
+            self.types[table] = {c: t or VARCHAR for c, t in batch_types.items()}
+            if known is None:
+                conn.execute(
+                    f"INSERT INTO {TABLES_TABLE} VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [table, self.family.root_table, parent, _path_to_json(tuple(path)), self.now],
+                )
+                self.tables[table] = (parent, tuple(path))
+            rep.new_tables.append(table)
+            for c, t in batch_types.items():
+                new_cols.append((table, c, json_paths.get(c), t))
+                paths[c] = _tuple_or_none(json_paths.get(c))
+                seen[c] = t is not None
+        else:
+            if known is None:  # a table we did not create (e.g. by an older tool): adopt it
+                conn.execute(
+                    f"INSERT INTO {TABLES_TABLE} VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [table, self.family.root_table, parent, _path_to_json(tuple(path)), self.now],
+                )
+                self.tables[table] = (parent, tuple(path))
+            existing_cf = {c.casefold(): c for c in existing}
+            for c, t in batch_types.items():
+                have = existing_cf.get(c.casefold())
+                if have is None:
+                    add_column(conn, table, c, t or VARCHAR)
+                    existing[c] = t or VARCHAR
+                    rep.new_columns.append((table, c))
+                    new_cols.append((table, c, json_paths.get(c), t))
+                    paths[c] = _tuple_or_none(json_paths.get(c))
+                    seen[c] = t is not None
+                    continue
+                if have != c:
+                    raise ValueError(f"column {c!r} of table {table!r} exists as {have!r}")
+                if c not in paths:  # column of an adopted table
+                    new_cols.append((table, c, json_paths.get(c), existing[c]))
+                    paths[c] = _tuple_or_none(json_paths.get(c))
+                    seen[c] = True
+                old = existing[c]
+                if t is None or t == old:
+                    if t is None and old != VARCHAR:
+                        select[c] = f"CAST({quote_ident(c)} AS {old})"
+                    continue
+                if not seen.get(c, True):
+                    # the column held only NULLs so far: it takes the batch's type as it is
+                    alter_column_type(conn, table, c, old, t)
+                    rep.schema_changes.append(SchemaChange(table, c, "NULL", t))
+                    existing[c] = t
+                    seen[c] = True
+                    changed.append((table, c, t))
+                    continue
+                if (old == DOUBLE and t == BIGINT) or old == VARCHAR:
+                    select[c] = cast_expr(quote_ident(c), t, old)
+                    continue
+                wide = widened_type(old, t)
+                alter_column_type(conn, table, c, old, wide)
+                rep.schema_changes.append(SchemaChange(table, c, old, wide))
+                existing[c] = wide
+                changed.append((table, c, wide))
+                if wide != t:
+                    select[c] = cast_expr(quote_ident(c), t, wide)
+            # columns that got their first non-null value in this batch
+            for c, t in batch_types.items():
+                if t is not None and not seen.get(c, True):
+                    seen[c] = True
+                    if not any(x[0] == table and x[1] == c for x in changed):
+                        changed.append((table, c, existing[c]))
+
+        if tbl.num_rows:
+            exprs = "*"
+            if select:
+                exprs = ", ".join(
+                    f"{select[c]} AS {quote_ident(c)}" if c in select else quote_ident(c)
+                    for c in tbl.column_names
+                )
+            self._insert_arrow(table, tbl, exprs)
+        rep.rows_per_table[table] = rep.rows_per_table.get(table, 0) + tbl.num_rows
+
+    def _key_columns(self, table: str, parent: str | None) -> set[str]:
+        if parent is None:
+            return {self.family.root_key_natural_column}
+        return {self.family.root_key_column, ROW_ID, PARENT_ROW_ID, POSITION}
+
+    def _describe_type(self, tbl: pa.Table, col: str) -> str:
+        view = f"__oe_describe_{next(_view_counter)}"
+        self.conn.register(view, tbl.select([col]).slice(0, 0))
+        try:
+            row = self.conn.execute(f"DESCRIBE SELECT * FROM {quote_ident(view)}").fetchone()
+        finally:
+            self.conn.unregister(view)
+        assert row is not None
+        return str(row[1])
+
+    def _insert_arrow(self, table: str, tbl: pa.Table, exprs: str) -> None:
+        view = f"__oe_batch_{next(_view_counter)}"
+        self.conn.register(view, tbl)
+        try:
+            self.conn.execute(
+                f"INSERT INTO {quote_ident(table)} BY NAME SELECT {exprs} FROM {quote_ident(view)}"
+            )
+        finally:
+            self.conn.unregister(view)
+
+
+def _tuple_or_none(path: Any) -> Any:
+    return None if path is None else tuple(path)
+
+
+def _same_partition(value: object, key: str) -> bool:
+    if isinstance(value, datetime):
+        return value.isoformat() == key or (value.time() == datetime.min.time() and value.date().isoformat() == key)
+    if isinstance(value, date):
+        return value.isoformat() == key
+    return str(value) == key
+
+
+# --------------------------------------------------------------------------- prefetch
+class _Prefetched:
+    """Runs an iterator one item ahead in a daemon thread (errors re-raised in the consumer)."""
+
+    _DONE: Any = object()
+
+    def __init__(self, items: Iterable[FlatBatch], depth: int = 1) -> None:
+        self._q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(iter(items),), daemon=True)
+        self._thread.start()
+
+    def _run(self, it: Iterator[FlatBatch]) -> None:
+        try:
+            for item in it:
+                while not self._stop.is_set():
+                    try:
+                        self._q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._q.put(("done", None))
+        except BaseException as exc:
+            self._q.put(("error", exc))
+
+    def __iter__(self) -> Iterator[FlatBatch]:
+        while True:
+            kind, value = self._q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+
+    def close(self) -> None:
+        self._stop.set()
+        while True:  # unblock a producer waiting on a full queue
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join(timeout=5)
+
+
+def _prefetched(items: Iterable[FlatBatch]) -> _Prefetched:
+    return _Prefetched(items)
+
+
+# ------------------------------------------------------------------------------ merge
+def merge_into(
+    conn: duckdb.DuckDBPyConnection,
+    target: str,
+    staging: pa.Table | str,
+    key_columns: list[str],
+    update_columns: list[str],
+) -> int:
+    """``MERGE INTO target`` from a staging relation (an arrow table or a table name).
+
+    Rows matching on ``key_columns`` get ``update_columns`` updated; other rows are inserted
+    by name. Returns the number of rows inserted or updated.
+    """
+    if not key_columns:
+        raise ValueError("merge_into needs at least one key column")
+    view: str | None = None
+    if isinstance(staging, str):
+        source = quote_ident(staging)
+    else:
+        view = f"__oe_staging_{next(_view_counter)}"
+        conn.register(view, staging)
+        source = quote_ident(view)
+    t, s = quote_ident(target), '"__oe_src"'
+    on = " AND ".join(f"{t}.{quote_ident(k)} = {s}.{quote_ident(k)}" for k in key_columns)
+    matched = (
+        "UPDATE SET " + ", ".join(f"{quote_ident(c)} = {s}.{quote_ident(c)}" for c in update_columns)
+        if update_columns
+        else "DO NOTHING"
+    )
+    sql = (
+        f"MERGE INTO {t} USING (SELECT * FROM {source}) AS {s} ON ({on}) "
+        f"WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT BY NAME"
+    )
+    try:
+        row = conn.execute(sql).fetchone()
+    finally:
+        if view is not None:
+            conn.unregister(view)
+    return int(row[0]) if row else 0

@@ -1,0 +1,49 @@
+"""Shared fixtures: a real simulator over HTTP, a real DuckDB file, a real Dagster instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from oe_assets.defs.resources import OeApiResource, WarehouseResource
+from oe_assets.simulator import SimulatorServer
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SAMPLES = SHARED / "reference" / "samples"
+SEED_DOC = SHARED / "seed" / "sending-data-from-oe-to-celonis.txt"
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    with SimulatorServer(seed=7, days=3, contexts_per_day=25) as server:
+        yield server
+
+
+@pytest.fixture
+def warehouse_path(tmp_path: Path) -> Path:
+    return tmp_path / "warehouse" / "oe.duckdb"
+
+
+@pytest.fixture
+def resources(simulator: SimulatorServer, warehouse_path: Path) -> dict[str, object]:
+    return {
+        "oe_api": OeApiResource(
+            api_url=simulator.url,
+            client_id=simulator.client_id,
+            client_secret=simulator.client_secret,
+            page_size=50,
+            retry_budget_seconds=20,
+        ),
+        "warehouse": WarehouseResource(database=str(warehouse_path)),
+    }
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home), overrides={"concurrency": {"pools": {"default_limit": 1}}}) as inst:
+        yield inst

@@ -1,0 +1,120 @@
+"""The whole asset graph through real Dagster runs, against the simulator over HTTP, into DuckDB on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import orjson
+import pytest
+
+from oe_assets.definitions import build_definitions
+from oe_assets.defs.runner import run_whole_graph
+from oe_assets.simulator import SimulatorServer
+from oe_assets_tests.conftest import SEED_DOC
+from oe_assets_tests.helpers import (
+    array_elements,
+    count,
+    created_day,
+    doc_hash,
+    run_seed_script_on_copy,
+    seed_event_log_script,
+    table_names,
+)
+
+
+@pytest.fixture
+def loaded(simulator: SimulatorServer, resources: dict, instance: dg.DagsterInstance, warehouse_path: Path):
+    defs = build_definitions(resources)
+    contexts = simulator.world.contexts()
+    days = sorted({created_day(c) for c in contexts})
+    report = run_whole_graph(defs, days[0], days[-1], instance=instance)
+    assert report.success, report.failure
+    return defs, report, contexts, days
+
+
+def test_raw_layer_holds_exactly_the_simulators_contexts(
+    loaded, warehouse_path: Path, simulator: SimulatorServer
+) -> None:
+    _, _, contexts, _ = loaded
+    conn = duckdb.connect(str(warehouse_path), read_only=True)
+    rows = conn.execute("SELECT process_id, document, partition_date FROM raw_process_contexts").fetchall()
+    assert len(rows) == len(contexts)
+    landed = {pid: doc_hash(orjson.loads(doc)) for pid, doc, _ in rows}
+    assert landed == {c["context"]["processid"]: doc_hash(c) for c in contexts}
+    assert all(day == created_day(orjson.loads(doc)) for _, doc, day in rows)
+    assert count(conn, "raw_execution_templates") == len(simulator.world.templates())
+    assert count(conn, "raw_accounts") == len(simulator.world.tenants())
+
+
+def test_celonis_tables_have_exact_row_counts(loaded, warehouse_path: Path, simulator: SimulatorServer) -> None:
+    _, _, contexts, _ = loaded
+    conn = duckdb.connect(str(warehouse_path), read_only=True)
+    assert count(conn, "execution_context") == len(contexts)
+    children = table_names(conn, "execution_context$")
+    assert children, "the simulator's contexts have arrays, so child tables must exist"
+    assert sum(count(conn, t) for t in children) == sum(array_elements(c) for c in contexts)
+    quotes = sum(
+        len(c["context"]["celonis_postaction_feedback"]["quotes"])
+        for c in contexts
+        if isinstance(c["context"].get("celonis_postaction_feedback"), dict)
+    )
+    assert quotes > 0
+    assert count(conn, "execution_context$context&celonis_postaction_feedback$quotes") == quotes
+    templates = simulator.world.templates()
+    assert count(conn, "execution_templates") == len(templates)
+    assert count(conn, "execution_templates$trigger") == sum(len(t["trigger"]) for t in templates)
+    assert count(conn, "accounts") == len(simulator.world.tenants())
+
+
+def test_event_log_matches_the_seed_script_run_verbatim(loaded, warehouse_path: Path, tmp_path: Path) -> None:
+    _, _, contexts, _ = loaded
+    conn = duckdb.connect(str(warehouse_path), read_only=True)
+    ours = conn.execute("SELECT * FROM event_log ORDER BY instance_id").fetchall()
+    conn.close()
+    assert len(ours) == len(contexts)
+    seeds = run_seed_script_on_copy(warehouse_path, tmp_path, seed_event_log_script(SEED_DOC))
+    assert ours == seeds
+
+
+def test_every_check_passes_on_simulator_data(loaded) -> None:
+    _, report, _, _ = loaded
+    assert report.checks, "the runs must evaluate the data-model checks"
+    failed = [c for c in report.checks if not c.passed]
+    assert failed == []
+    names = {c.name for c in report.checks}
+    assert {"fk_context_to_template", "fk_event_log_instance_to_context", "pk_execution_context"} <= names
+
+
+def test_rematerializing_a_partition_is_idempotent(
+    loaded, instance: dg.DagsterInstance, warehouse_path: Path
+) -> None:
+    defs, _, _, days = loaded
+
+    def snapshot() -> dict[str, list]:
+        conn = duckdb.connect(str(warehouse_path), read_only=True)
+        try:
+            tables = table_names(conn, "execution_context") + ["event_log", "raw_process_contexts"]
+            return {
+                t: sorted(
+                    map(
+                        repr,
+                        conn.execute(
+                            f'SELECT * EXCLUDE (_oe_loaded_at) FROM "{t}"' if t.startswith("execution_context")
+                            else f'SELECT * EXCLUDE (loaded_at) FROM "{t}"' if t == "raw_process_contexts"
+                            else f'SELECT * FROM "{t}"'
+                        ).fetchall(),
+                    )
+                )
+                for t in tables
+            }
+        finally:
+            conn.close()
+
+    before = snapshot()
+    result = defs.get_job_def("refresh_process_contexts").execute_in_process(
+        instance=instance, partition_key=days[1].isoformat()
+    )
+    assert result.success
+    assert snapshot() == before
