@@ -30,7 +30,9 @@ def _print_summary(warehouse: Path, report: object) -> None:
         ).fetchall()
         print(f"\nWarehouse {warehouse}:")
         for (name,) in tables:
-            count = conn.execute(f'SELECT count(*) FROM "{str(name).replace(chr(34), chr(34) * 2)}"').fetchone()
+            count = conn.execute(
+                f'SELECT count(*) FROM "{str(name).replace(chr(34), chr(34) * 2)}"'
+            ).fetchone()
             print(f"  {name:<70} {count[0] if count else 0:>9} rows")
     finally:
         conn.close()
@@ -98,7 +100,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         print(f"oe-assets materialize failed: {report.failure}", file=sys.stderr)
         return 1
     failed = [c for c in report.checks if not c.passed]
-    print(f"Materialized {start} .. {end}: {report.materialized} assets, {len(report.checks)} checks, {len(failed)} failed")
+    print(
+        f"Materialized {start} .. {end}: {report.materialized} assets, {len(report.checks)} checks, {len(failed)} failed"
+    )
     return 0
 
 
@@ -140,7 +144,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     home = ensure_dagster_home()
     print(f"DAGSTER_HOME={home}")
-    command = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-p", str(args.port)]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "-p",
+        str(args.port),
+    ]
     return subprocess.call(command, cwd=PROJECT_ROOT)  # noqa: S603 - our own interpreter and arguments
 
 
@@ -148,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oe-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="start the simulator and materialize the whole graph for the last N days")
+    demo = sub.add_parser(
+        "demo", help="start the simulator and materialize the whole graph for the last N days"
+    )
     demo.add_argument("--days", type=int, default=7)
     demo.add_argument("--warehouse", default=settings.DEFAULT_WAREHOUSE)
     demo.add_argument("--dagster-home", default=None, help="default: $DAGSTER_HOME or ./dagster_home")

@@ -7,7 +7,7 @@ import warnings
 import dagster as dg
 
 from oe_assets.defs.celonis_assets import build_celonis_assets
-from oe_assets.defs.checks import build_checks
+from oe_assets.defs.checks import TABLE_REF_LOADER, build_checks, duckdb_table_ref
 from oe_assets.defs.partitions import daily_partitions
 from oe_assets.defs.process_mining_assets import build_process_mining_assets
 from oe_assets.defs.raw_assets import build_raw_assets
@@ -33,12 +33,24 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
         [raw_templates, raw_accounts, template_tables, account_tables],
     )
     return dg.Definitions(
-        assets=[raw_contexts, raw_templates, raw_accounts, context_tables, template_tables, account_tables, event_log, activity_log],
+        assets=[
+            raw_contexts,
+            raw_templates,
+            raw_accounts,
+            context_tables,
+            template_tables,
+            account_tables,
+            event_log,
+            activity_log,
+        ],
         asset_checks=checks,
         jobs=[contexts_job, catalog_job],
         sensors=[build_sensor(contexts_job, catalog_job, partitions)],
         schedules=[build_catalog_schedule(catalog_job)],
-        resources=resources if resources is not None else default_resources(),
+        resources={
+            **(resources if resources is not None else default_resources()),
+            TABLE_REF_LOADER: duckdb_table_ref,
+        },
         executor=dg.in_process_executor,
     )
 

@@ -25,7 +25,9 @@ def lock_path_for(database: str | Path) -> Path:
 
 
 @contextmanager
-def exclusive_file_lock(path: Path, *, timeout_seconds: float = 600.0, poll_seconds: float = 0.05) -> Iterator[None]:
+def exclusive_file_lock(
+    path: Path, *, timeout_seconds: float = 600.0, poll_seconds: float = 0.05
+) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -58,7 +58,7 @@ class OeSettings:
     client_secret: Secret = field(default_factory=lambda: Secret(""))
     digital_process_ids: tuple[str, ...] = ()
     warehouse: Path = Path(DEFAULT_WAREHOUSE)
-    start_date: date = date.fromisoformat(DEFAULT_START_DATE)
+    start_date: date = field(default_factory=lambda: date.fromisoformat(DEFAULT_START_DATE))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OeSettings:

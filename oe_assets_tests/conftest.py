@@ -45,5 +45,7 @@ def resources(simulator: SimulatorServer, warehouse_path: Path) -> dict[str, obj
 def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    with dg.instance_for_test(temp_dir=str(home), overrides={"concurrency": {"pools": {"default_limit": 1}}}) as inst:
+    with dg.instance_for_test(
+        temp_dir=str(home), overrides={"concurrency": {"pools": {"default_limit": 1}}}
+    ) as inst:
         yield inst

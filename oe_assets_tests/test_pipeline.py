@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -10,7 +13,8 @@ import orjson
 import pytest
 
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.runner import run_whole_graph
+from oe_assets.defs.resources import OeApiResource, WarehouseResource
+from oe_assets.defs.runner import GraphRunReport, run_whole_graph
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.conftest import SEED_DOC
 from oe_assets_tests.helpers import (
@@ -24,21 +28,47 @@ from oe_assets_tests.helpers import (
 )
 
 
-@pytest.fixture
-def loaded(simulator: SimulatorServer, resources: dict, instance: dg.DagsterInstance, warehouse_path: Path):
-    defs = build_definitions(resources)
-    contexts = simulator.world.contexts()
-    days = sorted({created_day(c) for c in contexts})
-    report = run_whole_graph(defs, days[0], days[-1], instance=instance)
-    assert report.success, report.failure
-    return defs, report, contexts, days
+@dataclass
+class Loaded:
+    defs: dg.Definitions
+    report: GraphRunReport
+    contexts: list[dict]
+    days: list[date]
+    warehouse: Path
+    instance: dg.DagsterInstance
+    simulator: SimulatorServer
 
 
-def test_raw_layer_holds_exactly_the_simulators_contexts(
-    loaded, warehouse_path: Path, simulator: SimulatorServer
-) -> None:
-    _, _, contexts, _ = loaded
-    conn = duckdb.connect(str(warehouse_path), read_only=True)
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
+    """One full load shared by the read-only tests of this module (it takes a few seconds)."""
+    tmp = tmp_path_factory.mktemp("pipeline")
+    warehouse = tmp / "oe.duckdb"
+    (tmp / "home").mkdir()
+    with (
+        SimulatorServer(seed=11, days=3, contexts_per_day=25) as simulator,
+        dg.instance_for_test(temp_dir=str(tmp / "home")) as instance,
+    ):
+        resources = {
+            "oe_api": OeApiResource(
+                api_url=simulator.url,
+                client_id=simulator.client_id,
+                client_secret=simulator.client_secret,
+                page_size=50,
+            ),
+            "warehouse": WarehouseResource(database=str(warehouse)),
+        }
+        defs = build_definitions(resources)
+        contexts = simulator.world.contexts()
+        days = sorted({created_day(c) for c in contexts})
+        report = run_whole_graph(defs, days[0], days[-1], instance=instance)
+        assert report.success, report.failure
+        yield Loaded(defs, report, contexts, days, warehouse, instance, simulator)
+
+
+def test_raw_layer_holds_exactly_the_simulators_contexts(loaded: Loaded) -> None:
+    contexts, simulator = loaded.contexts, loaded.simulator
+    conn = duckdb.connect(str(loaded.warehouse), read_only=True)
     rows = conn.execute("SELECT process_id, document, partition_date FROM raw_process_contexts").fetchall()
     assert len(rows) == len(contexts)
     landed = {pid: doc_hash(orjson.loads(doc)) for pid, doc, _ in rows}
@@ -48,9 +78,9 @@ def test_raw_layer_holds_exactly_the_simulators_contexts(
     assert count(conn, "raw_accounts") == len(simulator.world.tenants())
 
 
-def test_celonis_tables_have_exact_row_counts(loaded, warehouse_path: Path, simulator: SimulatorServer) -> None:
-    _, _, contexts, _ = loaded
-    conn = duckdb.connect(str(warehouse_path), read_only=True)
+def test_celonis_tables_have_exact_row_counts(loaded: Loaded) -> None:
+    contexts, simulator = loaded.contexts, loaded.simulator
+    conn = duckdb.connect(str(loaded.warehouse), read_only=True)
     assert count(conn, "execution_context") == len(contexts)
     children = table_names(conn, "execution_context$")
     assert children, "the simulator's contexts have arrays, so child tables must exist"
@@ -68,8 +98,8 @@ def test_celonis_tables_have_exact_row_counts(loaded, warehouse_path: Path, simu
     assert count(conn, "accounts") == len(simulator.world.tenants())
 
 
-def test_event_log_matches_the_seed_script_run_verbatim(loaded, warehouse_path: Path, tmp_path: Path) -> None:
-    _, _, contexts, _ = loaded
+def test_event_log_matches_the_seed_script_run_verbatim(loaded: Loaded, tmp_path: Path) -> None:
+    contexts, warehouse_path = loaded.contexts, loaded.warehouse
     conn = duckdb.connect(str(warehouse_path), read_only=True)
     ours = conn.execute("SELECT * FROM event_log ORDER BY instance_id").fetchall()
     conn.close()
@@ -78,8 +108,8 @@ def test_event_log_matches_the_seed_script_run_verbatim(loaded, warehouse_path: 
     assert ours == seeds
 
 
-def test_every_check_passes_on_simulator_data(loaded) -> None:
-    _, report, _, _ = loaded
+def test_every_check_passes_on_simulator_data(loaded: Loaded) -> None:
+    report = loaded.report
     assert report.checks, "the runs must evaluate the data-model checks"
     failed = [c for c in report.checks if not c.passed]
     assert failed == []
@@ -87,22 +117,22 @@ def test_every_check_passes_on_simulator_data(loaded) -> None:
     assert {"fk_context_to_template", "fk_event_log_instance_to_context", "pk_execution_context"} <= names
 
 
-def test_rematerializing_a_partition_is_idempotent(
-    loaded, instance: dg.DagsterInstance, warehouse_path: Path
-) -> None:
-    defs, _, _, days = loaded
+def test_rematerializing_a_partition_is_idempotent(loaded: Loaded) -> None:
+    defs, days, warehouse_path, instance = loaded.defs, loaded.days, loaded.warehouse, loaded.instance
 
     def snapshot() -> dict[str, list]:
         conn = duckdb.connect(str(warehouse_path), read_only=True)
         try:
-            tables = table_names(conn, "execution_context") + ["event_log", "raw_process_contexts"]
+            tables = [*table_names(conn, "execution_context"), "event_log", "raw_process_contexts"]
             return {
                 t: sorted(
                     map(
                         repr,
                         conn.execute(
-                            f'SELECT * EXCLUDE (_oe_loaded_at) FROM "{t}"' if t.startswith("execution_context")
-                            else f'SELECT * EXCLUDE (loaded_at) FROM "{t}"' if t == "raw_process_contexts"
+                            f'SELECT * EXCLUDE (_oe_loaded_at) FROM "{t}"'
+                            if t.startswith("execution_context")
+                            else f'SELECT * EXCLUDE (loaded_at) FROM "{t}"'
+                            if t == "raw_process_contexts"
                             else f'SELECT * FROM "{t}"'
                         ).fetchall(),
                     )
@@ -113,7 +143,7 @@ def test_rematerializing_a_partition_is_idempotent(
             conn.close()
 
     before = snapshot()
-    result = defs.get_job_def("refresh_process_contexts").execute_in_process(
+    result = defs.resolve_job_def("refresh_process_contexts").execute_in_process(
         instance=instance, partition_key=days[1].isoformat()
     )
     assert result.success

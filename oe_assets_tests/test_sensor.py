@@ -29,8 +29,10 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
 
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, requests: list[dg.RunRequest]) -> None:
     for request in requests:
-        job = defs.get_job_def(request.job_name or CONTEXTS_JOB)
-        result = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags)
+        job = defs.resolve_job_def(request.job_name or CONTEXTS_JOB)
+        result = job.execute_in_process(
+            instance=instance, partition_key=request.partition_key, tags=request.tags
+        )
         assert result.success
 
 
@@ -51,7 +53,8 @@ def _state(path: Path) -> dict[str, list]:
             columns = [
                 r[0]
                 for r in conn.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY column_name", [t]
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY column_name",
+                    [t],
                 ).fetchall()
                 if r[0] not in ("_oe_loaded_at",)
             ]
@@ -63,7 +66,11 @@ def _state(path: Path) -> dict[str, list]:
 
 
 def test_sensor_requests_changed_partitions_once_and_catches_up_to_a_full_reload(
-    simulator: SimulatorServer, resources: dict, instance: dg.DagsterInstance, warehouse_path: Path, tmp_path: Path
+    simulator: SimulatorServer,
+    resources: dict,
+    instance: dg.DagsterInstance,
+    warehouse_path: Path,
+    tmp_path: Path,
 ) -> None:
     defs = build_definitions(resources)
 
@@ -101,8 +108,12 @@ def test_sensor_requests_changed_partitions_once_and_catches_up_to_a_full_reload
         # The sensor only loads days with finished runs; compare the contexts it was told about.
         assert set(ours[table]) <= set(full[table]), table
     conn = duckdb.connect(str(warehouse_path), read_only=True)
-    finished_ids = {c["context"]["processid"] for c in simulator.world.contexts() if c["status"] == "finished"}
-    landed = {r[0] for r in conn.execute("SELECT instance_id FROM event_log WHERE status = 'finished'").fetchall()}
+    finished_ids = {
+        c["context"]["processid"] for c in simulator.world.contexts() if c["status"] == "finished"
+    }
+    landed = {
+        r[0] for r in conn.execute("SELECT instance_id FROM event_log WHERE status = 'finished'").fetchall()
+    }
     assert landed == finished_ids
 
 
@@ -111,7 +122,10 @@ def test_contexts_sharing_one_updated_at_across_a_page_boundary_are_all_picked_u
 ) -> None:
     resources = {
         "oe_api": OeApiResource(
-            api_url=simulator.url, client_id=simulator.client_id, client_secret=simulator.client_secret, page_size=4
+            api_url=simulator.url,
+            client_id=simulator.client_id,
+            client_secret=simulator.client_secret,
+            page_size=4,
         ),
         "warehouse": WarehouseResource(database=str(warehouse_path)),
     }

@@ -1,7 +1,7 @@
 """The `celonis_model` layer: the tables the Celonis extractor builds, one asset per table."""
 
-
 import re
+from typing import Any
 from collections.abc import Iterator, Sequence
 from datetime import date
 
@@ -85,14 +85,17 @@ def _results(
     declared = {t.name for t in tables}
     rows: dict[str, int] = {}
     for report in reports:
-        for table, n in report.rows_per_table.items():
-            rows[table] = rows.get(table, 0) + n
+        for name, n in report.rows_per_table.items():
+            rows[name] = rows.get(name, 0) + n
     all_tables = [
-        str(r[0]) for r in conn.execute("SELECT table_name FROM _oe_tables WHERE family = ?", [family.root_table]).fetchall()
+        str(r[0])
+        for r in conn.execute(
+            "SELECT table_name FROM _oe_tables WHERE family = ?", [family.root_table]
+        ).fetchall()
     ]
     undeclared = sorted(set(all_tables) - declared)
-    for i, table in enumerate(tables):
-        extra: dict[str, object] = {}
+    for table in tables:
+        extra: dict[str, Any] = {}
         exists = table.name in all_tables or table.name == family.root_table
         if table.parent is None:
             extra = {
@@ -104,11 +107,22 @@ def _results(
                 "undeclared_tables": dg.MetadataValue.json(undeclared),
             }
             if where_partitions:
-                extra["partitions"] = dg.MetadataValue.text(f"{min(where_partitions)} .. {max(where_partitions)}")
+                extra["partitions"] = dg.MetadataValue.text(
+                    f"{min(where_partitions)} .. {max(where_partitions)}"
+                )
         if exists:
-            meta = table_metadata(conn, table.name, partition_rows=rows.get(table.name, 0) if where_partitions else None, extra=extra)
+            meta = table_metadata(
+                conn,
+                table.name,
+                partition_rows=rows.get(table.name, 0) if where_partitions else None,
+                extra=extra,
+            )
         else:
-            meta = {"dagster/row_count": dg.MetadataValue.int(0), "note": "no rows of this table seen yet", **extra}
+            meta = {
+                "dagster/row_count": dg.MetadataValue.int(0),
+                "note": "no rows of this table seen yet",
+                **extra,
+            }
         yield dg.MaterializeResult(asset_key=dg.AssetKey([table.name]), metadata=meta)
 
 
@@ -142,7 +156,9 @@ def build_context_tables_asset(
             for day in days:
                 reports.append(flatten_context_partition(conn, day))
                 if reports[-1].quarantined:
-                    context.log.warning(f"{day}: {reports[-1].quarantined} process contexts quarantined (see _oe_quarantine)")
+                    context.log.warning(
+                        f"{day}: {reports[-1].quarantined} process contexts quarantined (see _oe_quarantine)"
+                    )
             yield from _results(conn, family_tables, CONTEXTS, reports, days)
 
     return execution_context_tables
@@ -160,14 +176,18 @@ def flatten_context_partition(conn: duckdb.DuckDBPyConnection, day: date) -> Wri
     return replace_partition(conn, CONTEXTS, day.isoformat(), batches, partition_column=PARTITION_COLUMN)
 
 
-def rebuild_catalog_family(conn: duckdb.DuckDBPyConnection, family: TableFamily, raw_table: str) -> WriteReport:
+def rebuild_catalog_family(
+    conn: duckdb.DuckDBPyConnection, family: TableFamily, raw_table: str
+) -> WriteReport:
     """All landed documents of a catalog (templates, accounts) -> its family, replacing everything."""
     registry = load_registry(conn, family)
     flattener = Flattener(family, registry)
     documents = iter_catalog_documents(conn, raw_table)
     batches = iter(
-        [flattener.flatten(documents[i : i + BATCH_SIZE], constant_columns={"_oe_loaded_at": utc_now()})
-         for i in range(0, max(len(documents), 1), BATCH_SIZE)]
+        [
+            flattener.flatten(documents[i : i + BATCH_SIZE], constant_columns={"_oe_loaded_at": utc_now()})
+            for i in range(0, max(len(documents), 1), BATCH_SIZE)
+        ]
     )
     return replace_all(conn, family, batches)
 
@@ -188,7 +208,9 @@ def build_catalog_asset(
         can_subset=False,
         description=description,
     )
-    def catalog_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
+    def catalog_tables(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> Iterator[dg.MaterializeResult]:
         with warehouse.get_connection() as conn:
             report = rebuild_catalog_family(conn, family, raw_table)
             yield from _results(conn, family_tables, family, [report], None)
@@ -202,7 +224,9 @@ def build_celonis_assets(
     return [
         build_context_tables_asset(partitions, tables),
         build_catalog_asset(
-            TEMPLATES, RAW_TEMPLATES, tables,
+            TEMPLATES,
+            RAW_TEMPLATES,
+            tables,
             "Flattens every landed digital process into execution_templates, execution_templates$trigger, "
             "execution_templates$steps and the tables nested under steps.",
         ),

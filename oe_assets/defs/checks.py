@@ -1,10 +1,11 @@
 """Asset checks generated from the data model: foreign keys, primary keys, schema drift."""
 
-
+import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckSpec
 
 from oe_assets.defs.partitions import DUCKDB_POOL
 from oe_assets.defs.resources import WarehouseResource
@@ -13,12 +14,27 @@ from oe_assets.model.integrity import IntegrityResult, check_primary_key, check_
 from oe_assets.model.schema_file import DeclaredTable
 
 _SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
+TABLE_REF_LOADER = "duckdb_table_ref"
+
+
+@dg.input_manager(description="Gives a check the DuckDB table name of an upstream asset, loading no data.")
+def duckdb_table_ref(context: dg.InputContext) -> str:
+    return context.asset_key.path[-1]
+
+
+class TableCheckSpec(AssetCheckSpec):
+    """Table names keep `$`, `&` and `.`; Dagster's op output names may not, so those are replaced."""
+
+    def get_python_identifier(self) -> str:
+        return _safe(super().get_python_identifier())
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def _check_name(prefix: str, table: str) -> str:
-    import re
-
-    return f"{prefix}_" + re.sub(r"[^A-Za-z0-9_]", "_", table)
+    return f"{prefix}_" + _safe(table)
 
 
 def _relation_check_name(relation: Relation) -> str:
@@ -45,11 +61,15 @@ def _result(
 def build_checks(model: DataModel, declared: Sequence[DeclaredTable]) -> list[dg.AssetChecksDefinition]:
     """One multi-asset check per guarded asset, so each runs right after its asset."""
     specs: dict[str, list[tuple[dg.AssetCheckSpec, object]]] = defaultdict(list)
-    asset_tables = {t.name for t in model.tables if t.role != "raw"} | {"raw_process_contexts", "raw_execution_templates", "raw_accounts"}
+    asset_tables = {t.name for t in model.tables if t.role != "raw"} | {
+        "raw_process_contexts",
+        "raw_execution_templates",
+        "raw_accounts",
+    }
     for table in model.tables:
         if table.name not in asset_tables:
             continue
-        spec = dg.AssetCheckSpec(
+        spec = TableCheckSpec(
             name=_check_name("pk", table.name),
             asset=table.name,
             description=f"Primary key ({', '.join(table.primary_key)}) of {table.name} is unique and not null.",
@@ -57,7 +77,7 @@ def build_checks(model: DataModel, declared: Sequence[DeclaredTable]) -> list[dg
         )
         specs[table.name].append((spec, table))
     for relation in model.relations:
-        spec = dg.AssetCheckSpec(
+        spec = TableCheckSpec(
             name=_relation_check_name(relation),
             asset=relation.child_table,
             description=(
@@ -67,11 +87,11 @@ def build_checks(model: DataModel, declared: Sequence[DeclaredTable]) -> list[dg
                 + (f". {relation.description}" if relation.description else "")
             ),
             blocking=relation.blocking,
-            additional_deps=[relation.parent_table],
+            additional_deps=[relation.parent_table] if relation.parent_table != relation.child_table else [],
         )
         specs[relation.child_table].append((spec, relation))
     declared_names = {t.name for t in declared}
-    drift_spec = dg.AssetCheckSpec(
+    drift_spec = TableCheckSpec(
         name="schema_drift",
         asset="execution_context",
         description="Every child table seen in the data is declared in oe_assets/schema/tables.json (WARN).",
@@ -88,14 +108,24 @@ def _build_check_group(
     asset_name: str, items: list[tuple[dg.AssetCheckSpec, object]], declared_names: set[str]
 ) -> dg.AssetChecksDefinition:
     by_name = {spec.name: (spec, subject) for spec, subject in items}
+    parents = {s.parent_table for _, s in items if isinstance(s, Relation) and s.parent_table != asset_name}
+    tables = [asset_name, *sorted(parents)]
+    # Inputs instead of deps: Dagster derives dep input names from asset keys, which `$`/`&` break.
+    ins = {
+        f"table_{i}": dg.AssetIn(key=dg.AssetKey([t]), input_manager_key=TABLE_REF_LOADER)
+        for i, t in enumerate(tables)
+    }
 
     @dg.multi_asset_check(
         name=_check_name("checks", asset_name),
         specs=[spec for spec, _ in items],
         can_subset=True,
         pool=DUCKDB_POOL,
+        ins=ins,
     )
-    def check_group(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
+    def check_group(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, **table_names: str
+    ) -> Iterator[dg.AssetCheckResult]:
         with warehouse.get_connection() as conn:
             for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
                 spec, subject = by_name[check_key.name]
@@ -108,10 +138,17 @@ def _build_check_group(
                 else:
                     seen: list[str] = []
                     if table_exists(conn, "_oe_tables"):
-                        seen = [str(r[0]) for r in conn.execute("SELECT table_name FROM _oe_tables ORDER BY 1").fetchall()]
+                        seen = [
+                            str(r[0])
+                            for r in conn.execute("SELECT table_name FROM _oe_tables ORDER BY 1").fetchall()
+                        ]
                     undeclared = [t for t in seen if t not in declared_names]
-                    outcome = IntegrityResult(not undeclared, len(undeclared), undeclared[:10],
-                                              detail="undeclared tables: " + ", ".join(undeclared) if undeclared else "")
+                    outcome = IntegrityResult(
+                        not undeclared,
+                        len(undeclared),
+                        undeclared[:10],
+                        detail="undeclared tables: " + ", ".join(undeclared) if undeclared else "",
+                    )
                     yield _result(check_key, outcome, dg.AssetCheckSeverity.WARN, spec.description or "")
 
     return check_group

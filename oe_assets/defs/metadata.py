@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -19,16 +20,22 @@ def table_schema(conn: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name=str(n), type=str(t)) for n, t in rows])
 
 
-def row_count(conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: list[object] | None = None) -> int:
+def row_count(
+    conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: list[object] | None = None
+) -> int:
     row = conn.execute(f"SELECT count(*) FROM {quote_ident(table)} {where}", params or []).fetchone()
     return int(row[0]) if row else 0
 
 
 def table_metadata(
-    conn: duckdb.DuckDBPyConnection, table: str, *, partition_rows: int | None = None, extra: Mapping[str, object] | None = None
-) -> dict[str, object]:
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    *,
+    partition_rows: int | None = None,
+    extra: Mapping[str, object] | None = None,
+) -> dict[str, Any]:
     """The standard metadata every table asset reports."""
-    meta: dict[str, object] = {
+    meta: dict[str, Any] = {
         "table": dg.MetadataValue.text(table),
         "dagster/table_name": table,
         "dagster/row_count": dg.MetadataValue.int(row_count(conn, table)),

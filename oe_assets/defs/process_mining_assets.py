@@ -1,6 +1,5 @@
 """The `process_mining` layer: the seed's event log and the activity-level log."""
 
-
 import dagster as dg
 
 from oe_assets.defs.metadata import markdown_table, table_metadata
@@ -102,7 +101,9 @@ def build_process_mining_assets(partitions: dg.DailyPartitionsDefinition) -> lis
                 conn,
                 ACTIVITY_LOG,
                 partition_rows=sum(by_type.values()),
-                extra={"activities_by_type": markdown_table(sorted(by_type.items()), ("activity_type", "rows"))},
+                extra={
+                    "activities_by_type": markdown_table(sorted(by_type.items()), ("activity_type", "rows"))
+                },
             )
         return dg.MaterializeResult(metadata=meta)
 

@@ -1,11 +1,10 @@
 """The `oe_raw` layer: what the OE API returned, kept verbatim."""
 
-
 import dagster as dg
 
 from oe_assets.client import OeClient
 from oe_assets.defs.metadata import markdown_table, table_metadata
-from oe_assets.defs.partitions import DUCKDB_POOL, daily_partitions, partition_dates
+from oe_assets.defs.partitions import DUCKDB_POOL, partition_dates
 from oe_assets.defs.resources import OeApiResource, WarehouseResource
 from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, land_catalog
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS, land_process_contexts
@@ -51,14 +50,18 @@ def build_raw_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Assets
             with warehouse.get_connection() as conn:
                 report = land_process_contexts(conn, client, template_ids, days)
                 for q in report.quarantined[:50]:
-                    context.log.warning(f"Quarantined process context {q.record_key or '<no id>'}: {q.reason}")
+                    context.log.warning(
+                        f"Quarantined process context {q.record_key or '<no id>'}: {q.reason}"
+                    )
                 window = context.partition_time_window
                 meta = table_metadata(
                     conn,
                     RAW_CONTEXTS,
                     partition_rows=report.rows,
                     extra={
-                        "partition_window": dg.MetadataValue.text(f"{window.start.isoformat()} .. {window.end.isoformat()}"),
+                        "partition_window": dg.MetadataValue.text(
+                            f"{window.start.isoformat()} .. {window.end.isoformat()}"
+                        ),
                         "digital_processes_read": dg.MetadataValue.int(len(report.templates_read)),
                         "api_pages": dg.MetadataValue.int(report.api_pages),
                         "api_requests": dg.MetadataValue.int(report.api_requests),

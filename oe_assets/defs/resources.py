@@ -26,7 +26,9 @@ _MASKED_FIELDS = frozenset({"client_secret"})
 class OeApiResource(dg.ConfigurableResource):
     """Connection to the Emporix Orchestration Engine API (the Celonis connector's parameters)."""
 
-    api_url: str = Field(default=settings.DEFAULT_API_URL, description=f"Base URL of data calls ({settings.API_URL}).")
+    api_url: str = Field(
+        default=settings.DEFAULT_API_URL, description=f"Base URL of data calls ({settings.API_URL})."
+    )
     auth_url: str = Field(
         default="", description=f"Base URL of the token endpoint ({settings.AUTH_URL}); empty = api_url."
     )
@@ -70,7 +72,7 @@ class WarehouseResource(DuckDBResource):
     lock_timeout_seconds: float = Field(default=900.0, description="How long to wait for another writer.")
 
     @contextmanager
-    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:  # type: ignore[override]
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
         if self.database == ":memory:":
             conn = duckdb.connect(self.database, config=self.connection_config)
             try:
@@ -90,7 +92,7 @@ def env_or_default(name: str, default: str) -> str:
     """`EnvVar(name)` when the variable is set (the UI shows its name), else the default value."""
     import os
 
-    return dg.EnvVar(name) if os.environ.get(name) else default  # type: ignore[return-value]
+    return dg.EnvVar(name) if os.environ.get(name) else default
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
@@ -102,5 +104,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
             client_secret=dg.EnvVar(settings.CLIENT_SECRET),
             digital_process_ids=env_or_default(settings.DIGITAL_PROCESS_IDS, ""),
         ),
-        "warehouse": WarehouseResource(database=env_or_default(settings.WAREHOUSE, settings.DEFAULT_WAREHOUSE)),
+        "warehouse": WarehouseResource(
+            database=env_or_default(settings.WAREHOUSE, settings.DEFAULT_WAREHOUSE)
+        ),
     }

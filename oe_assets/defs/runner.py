@@ -91,14 +91,14 @@ def run_whole_graph(
 
     report = GraphRunReport()
     instance = instance or dg.DagsterInstance.get()
-    catalog = defs.get_job_def(CATALOG_JOB).execute_in_process(
+    catalog = defs.resolve_job_def(CATALOG_JOB).execute_in_process(
         instance=instance, run_config=QUIET_LOGS, raise_on_error=False
     )
     _collect(report, catalog)
     if not catalog.success:
         return report
     tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
-    contexts = defs.get_job_def(CONTEXTS_JOB).execute_in_process(
+    contexts = defs.resolve_job_def(CONTEXTS_JOB).execute_in_process(
         instance=instance, tags=tags, run_config=QUIET_LOGS, raise_on_error=False
     )
     _collect(report, contexts)

@@ -1,6 +1,5 @@
 """Jobs, the finished-runs sensor and the catalog schedule."""
 
-
 import hashlib
 import os
 from collections.abc import Sequence
@@ -70,7 +69,9 @@ def build_sensor(
                 else list(client.list_execution_templates())
             )
             catalog = hashlib.sha256(
-                "|".join(sorted(f"{t.get('id')}:{(t.get('version') or {}).get('id')}" for t in templates)).encode()
+                "|".join(
+                    sorted(f"{t.get('id')}:{(t.get('version') or {}).get('id')}" for t in templates)
+                ).encode()
             ).hexdigest()[:16]
             catalog_changed = catalog != cursor.catalog_fingerprint
             if catalog_changed:
@@ -80,8 +81,14 @@ def build_sensor(
                 client, digital_process_ids(oe_api, client), cursor, default_since=first_day
             )
         for pid in result.unplaceable:
-            context.log.warning(f"Process context {pid} has no usable metadata.createdAt; it cannot be placed in a partition")
-        in_range = [c for c in result.changed if first_day.date() <= c.partition and (last_key is None or c.partition.isoformat() <= last_key)]
+            context.log.warning(
+                f"Process context {pid} has no usable metadata.createdAt; it cannot be placed in a partition"
+            )
+        in_range = [
+            c
+            for c in result.changed
+            if first_day.date() <= c.partition and (last_key is None or c.partition.isoformat() <= last_key)
+        ]
         if not catalog_changed:  # contexts wait one tick so their digital process is landed first
             for key, run_key in plan_partitions(in_range, cursor, max_partitions=max_partitions):
                 requests.append(dg.RunRequest(job_name=CONTEXTS_JOB, partition_key=key, run_key=run_key))

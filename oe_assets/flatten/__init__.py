@@ -7,8 +7,8 @@ for the path conventions.
 from oe_assets.flatten.flattener import (
     TIMESTAMP_PATTERN,
     FlatBatch,
-    Flattener,
     FlatStats,
+    Flattener,
     QuarantinedRecord,
     TypeConflict,
 )

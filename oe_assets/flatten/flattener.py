@@ -15,6 +15,7 @@ Child-table row keys are built columnar too: ``_oe_row_id = parent row id + "/" 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from bisect import bisect_left
@@ -320,7 +321,7 @@ class Flattener:
                     col = croot.value
                     if col is None:
                         col = croot.value = new_col(ct, ())
-                    col.update(zip(range(base, base + n), arr))
+                    col.update(zip(range(base, base + n), arr, strict=False))
                     return
             for i, el in enumerate(arr):
                 t = type(el)
@@ -383,7 +384,8 @@ class Flattener:
                 if n == 0:
                     continue
                 parent = tab.parent
-                assert parent.rowid_arr is not None and parent.rootkey_arr is not None
+                assert parent.rowid_arr is not None
+                assert parent.rootkey_arr is not None
                 pidx_arr = pa.array(tab.pidx, pa.int64())
                 pos_arr = pa.array(tab.pos, pa.int64())
                 parent_ids = parent.rowid_arr.take(pidx_arr)
@@ -490,12 +492,16 @@ def _to_arrow(values: list[Any]) -> tuple[pa.Array, tuple[str, ...] | None]:
 def _string_array(values: list[Any]) -> pa.Array:
     arr = pa.array(values, pa.string())
     first = next((v for v in values if v is not None), "")
-    if len(first) >= 20 and first[10] == "T" and _TIMESTAMP_RE.match(first):
-        if pc.all(pc.match_substring_regex(arr, TIMESTAMP_PATTERN)).as_py():
-            try:
-                return pc.cast(pc.cast(arr, _TS_UTC), _TS_NAIVE)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. 2023-02-30: stays text
-                pass
+    if (
+        len(first) >= 20
+        and first[10] == "T"
+        and _TIMESTAMP_RE.match(first)  # cheap test of one value before the columnar one
+        and pc.all(pc.match_substring_regex(arr, TIMESTAMP_PATTERN)).as_py()
+    ):
+        try:
+            return pc.cast(pc.cast(arr, _TS_UTC), _TS_NAIVE)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. 2023-02-30: stays text
+            return arr
     return arr
 
 
@@ -515,13 +521,15 @@ def _json_text(v: Any) -> str:
 
 
 def _document_text(doc: Any) -> str:
-    try:
+    """The record's JSON text for the quarantine (best effort for what JSON cannot say)."""
+    with contextlib.suppress(Exception):  # integers beyond 64 bits, nesting beyond 255 levels
         return orjson.dumps(doc, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
-    except Exception:  # e.g. integers beyond 64 bits
-        try:
-            return json.dumps(doc, default=repr, ensure_ascii=False)
-        except Exception:
-            return repr(doc)
+    with contextlib.suppress(Exception):
+        return json.dumps(doc, default=repr, ensure_ascii=False)
+    try:
+        return repr(doc)
+    except Exception as exc:  # deeper than the interpreter can recurse
+        return f"<{type(doc).__name__} not serialisable: {type(exc).__name__}>"
 
 
 def _json_type_name(v: Any) -> str:

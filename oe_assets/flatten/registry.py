@@ -114,7 +114,9 @@ class SchemaRegistry:
             return
         taken = self._names_cf.setdefault(table, set())
         if name.casefold() in taken:
-            owner = next((p for p, n in self._columns.get(table, {}).items() if n.casefold() == name.casefold()), None)
+            owner = next(
+                (p for p, n in self._columns.get(table, {}).items() if n.casefold() == name.casefold()), None
+            )
             raise ValueError(
                 f"system column {name!r} of table {table!r} is already owned by JSON path {owner!r}"
             )
@@ -155,7 +157,9 @@ class SchemaRegistry:
         rows = RegistryRows(tables=list(self._tables.values()))
         for table in self._tables_by_name:
             rows.columns.extend(RegisteredColumn(table, n, None) for n in self._system.get(table, []))
-            rows.columns.extend(RegisteredColumn(table, n, p) for p, n in self._columns.get(table, {}).items())
+            rows.columns.extend(
+                RegisteredColumn(table, n, p) for p, n in self._columns.get(table, {}).items()
+            )
         return rows
 
     @classmethod

@@ -70,7 +70,9 @@ def land_catalog(
     for doc in documents:
         key = doc.get("id") if isinstance(doc, dict) else None
         if not isinstance(doc, dict) or not isinstance(key, str) or not key:
-            reason = "record is not an object" if not isinstance(doc, dict) else "id is missing or not a string"
+            reason = (
+                "record is not an object" if not isinstance(doc, dict) else "id is missing or not a string"
+            )
             report.quarantined.append((key if isinstance(key, str) else None, reason))
             continue
         text = orjson.dumps(doc).decode()

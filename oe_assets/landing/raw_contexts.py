@@ -258,11 +258,12 @@ def commit_stage(
         if report.quarantined:
             conn.executemany(
                 f"INSERT INTO {QUARANTINE} VALUES (?, ?, ?, ?, ?, ?)",
-                [[FAMILY, q.partition_key, q.record_key, q.reason, q.document, loaded_at] for q in report.quarantined],
+                [
+                    [FAMILY, q.partition_key, q.record_key, q.reason, q.document, loaded_at]
+                    for q in report.quarantined
+                ],
             )
-        counts = conn.execute(
-            "SELECT partition_date, count(*) FROM _oe_stage_latest GROUP BY ALL"
-        ).fetchall()
+        counts = conn.execute("SELECT partition_date, count(*) FROM _oe_stage_latest GROUP BY ALL").fetchall()
         conn.execute("DROP TABLE _oe_stage_latest")
     by_day = {d: int(n) for d, n in counts}
     report.rows_per_partition = {d.isoformat(): by_day.get(d, 0) for d in day_list}

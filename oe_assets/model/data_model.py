@@ -63,7 +63,11 @@ class DataModel:
         """Machine-readable export: recreate the model in Celonis or any BI tool."""
         return {
             "tables": [
-                {**asdict(t), "primary_key": list(t.primary_key), "is_activity_table": t.name in self.activity_tables}
+                {
+                    **asdict(t),
+                    "primary_key": list(t.primary_key),
+                    "is_activity_table": t.name in self.activity_tables,
+                }
                 for t in self.tables
             ],
             "relations": [
@@ -82,31 +86,83 @@ class DataModel:
 
 def build_data_model(declared: list[DeclaredTable]) -> DataModel:
     tables: list[ModelTable] = [
-        ModelTable("execution_context", ("context$processid",), "dimension", "execution_context",
-                   description="One row per process context (a run of a digital process)."),
-        ModelTable("execution_templates", ("id",), "dimension", "execution_templates",
-                   description="One row per digital process (execution template)."),
+        ModelTable(
+            "execution_context",
+            ("context$processid",),
+            "dimension",
+            "execution_context",
+            description="One row per process context (a run of a digital process).",
+        ),
+        ModelTable(
+            "execution_templates",
+            ("id",),
+            "dimension",
+            "execution_templates",
+            description="One row per digital process (execution template).",
+        ),
         ModelTable("accounts", ("id",), "dimension", "accounts", description="One row per OE tenant."),
-        ModelTable("event_log", ("instance_id",), "activity",
-                   description="The seed's event log: one event per process context."),
-        ModelTable("activity_log", ("case_id", "activity", "event_time"), "activity",
-                   description="One row per (case, activity, timestamp)."),
-        ModelTable("raw_process_contexts", ("process_id",), "raw", description="Process contexts as received."),
+        ModelTable(
+            "event_log",
+            ("instance_id",),
+            "activity",
+            description="The seed's event log: one event per process context.",
+        ),
+        ModelTable(
+            "activity_log",
+            ("case_id", "activity", "event_time"),
+            "activity",
+            description="One row per (case, activity, timestamp).",
+        ),
+        ModelTable(
+            "raw_process_contexts", ("process_id",), "raw", description="Process contexts as received."
+        ),
         ModelTable("raw_execution_templates", ("id",), "raw", description="Digital processes as received."),
         ModelTable("raw_accounts", ("id",), "raw", description="Tenants as received."),
     ]
     relations: list[Relation] = [
-        Relation("event_log_instance_to_context", "event_log", ("instance_id",), "execution_context",
-                 ("context$processid",), "mandatory", "ERROR", blocking=True, one_to_one=True,
-                 description="Seed: link Process Context with Event Log (1:1)."),
-        Relation("context_to_template", "execution_context", ("context$executionTemplateID",),
-                 "execution_templates", ("id",), "mandatory", "ERROR", blocking=True,
-                 description="Seed: a process context belongs to one digital process."),
-        Relation("activity_case_to_context", "activity_log", ("case_id",), "execution_context",
-                 ("context$processid",), "recommended", "ERROR",
-                 description="Every activity belongs to a process context."),
-        Relation("template_tenant_to_account", "execution_templates", ("tenant",), "accounts", ("id",),
-                 "optional", "WARN", description="Seed: multi-tenant separation (Account -> Execution Template)."),
+        Relation(
+            "event_log_instance_to_context",
+            "event_log",
+            ("instance_id",),
+            "execution_context",
+            ("context$processid",),
+            "mandatory",
+            "ERROR",
+            blocking=True,
+            one_to_one=True,
+            description="Seed: link Process Context with Event Log (1:1).",
+        ),
+        Relation(
+            "context_to_template",
+            "execution_context",
+            ("context$executionTemplateID",),
+            "execution_templates",
+            ("id",),
+            "mandatory",
+            "ERROR",
+            blocking=True,
+            description="Seed: a process context belongs to one digital process.",
+        ),
+        Relation(
+            "activity_case_to_context",
+            "activity_log",
+            ("case_id",),
+            "execution_context",
+            ("context$processid",),
+            "recommended",
+            "ERROR",
+            description="Every activity belongs to a process context.",
+        ),
+        Relation(
+            "template_tenant_to_account",
+            "execution_templates",
+            ("tenant",),
+            "accounts",
+            ("id",),
+            "optional",
+            "WARN",
+            description="Seed: multi-tenant separation (Account -> Execution Template).",
+        ),
     ]
     for item in declared:
         if item.parent is None:
@@ -115,16 +171,29 @@ def build_data_model(declared: list[DeclaredTable]) -> DataModel:
         tables.append(ModelTable(item.name, (ROW_ID,), "fact", item.family, item.parent))
         is_trigger = item.name == "execution_templates$trigger"
         relations.append(
-            Relation(f"{item.name}__to_root", item.name, (root_key,), item.family, (ROOT_TABLES[item.family],),
-                     "optional" if is_trigger or item.family != "execution_context" else "recommended",
-                     "WARN" if is_trigger or item.family != "execution_context" else "ERROR",
-                     description=f"Child table -> {item.family} via {root_key}.")
+            Relation(
+                f"{item.name}__to_root",
+                item.name,
+                (root_key,),
+                item.family,
+                (ROOT_TABLES[item.family],),
+                "optional" if is_trigger or item.family != "execution_context" else "recommended",
+                "WARN" if is_trigger or item.family != "execution_context" else "ERROR",
+                description=f"Child table -> {item.family} via {root_key}.",
+            )
         )
         parent_key = ROOT_TABLES[item.family] if item.parent == item.family else ROW_ID
         relations.append(
-            Relation(f"{item.name}__to_parent_row", item.name, (PARENT_ROW_ID,), item.parent, (parent_key,),
-                     "recommended", "ERROR" if item.family == "execution_context" else "WARN",
-                     description="Each child row's parent link resolves.")
+            Relation(
+                f"{item.name}__to_parent_row",
+                item.name,
+                (PARENT_ROW_ID,),
+                item.parent,
+                (parent_key,),
+                "recommended",
+                "ERROR" if item.family == "execution_context" else "WARN",
+                description="Each child row's parent link resolves.",
+            )
         )
     return DataModel(
         tables=tuple(tables),

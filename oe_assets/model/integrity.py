@@ -22,7 +22,8 @@ class IntegrityResult:
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
     row = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'", [table]
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
+        [table],
     ).fetchone()
     return bool(row and row[0])
 
@@ -33,7 +34,10 @@ def _key_expr(alias: str, columns: tuple[str, ...]) -> str:
 
 
 def _join(child: str, parent: str, child_cols: tuple[str, ...], parent_cols: tuple[str, ...]) -> str:
-    return " AND ".join(f"{parent}.{quote_ident(p)} = {child}.{quote_ident(c)}" for c, p in zip(child_cols, parent_cols, strict=True))
+    return " AND ".join(
+        f"{parent}.{quote_ident(p)} = {child}.{quote_ident(c)}"
+        for c, p in zip(child_cols, parent_cols, strict=True)
+    )
 
 
 def orphans(
@@ -47,25 +51,36 @@ def orphans(
     if not table_exists(conn, child_table):
         return IntegrityResult(True, 0, detail=f"{child_table} does not exist yet: nothing to check")
     if not table_exists(conn, parent_table):
-        count = conn.execute(f"SELECT count(*) FROM {quote_ident(child_table)}").fetchone()
-        n = int(count[0]) if count else 0
+        total = conn.execute(f"SELECT count(*) FROM {quote_ident(child_table)}").fetchone()
+        n = int(total[0]) if total else 0
         return IntegrityResult(n == 0, n, detail=f"{parent_table} does not exist")
     not_null = " AND ".join(f"c.{quote_ident(col)} IS NOT NULL" for col in child_cols)
     base = f"""FROM {quote_ident(child_table)} c WHERE {not_null} AND NOT EXISTS (
                  SELECT 1 FROM {quote_ident(parent_table)} p WHERE {_join("c", "p", child_cols, parent_cols)})"""
     row = conn.execute(f"SELECT count(*) {base}").fetchone()
-    count = int(row[0]) if row else 0
-    sample = [str(r[0]) for r in conn.execute(f"SELECT DISTINCT {_key_expr('c', child_cols)} AS k {base} ORDER BY k LIMIT {SAMPLE_SIZE}").fetchall()]
-    return IntegrityResult(count == 0, count, sample)
+    offending = int(row[0]) if row else 0
+    sample = [
+        str(r[0])
+        for r in conn.execute(
+            f"SELECT DISTINCT {_key_expr('c', child_cols)} AS k {base} ORDER BY k LIMIT {SAMPLE_SIZE}"
+        ).fetchall()
+    ]
+    return IntegrityResult(offending == 0, offending, sample)
 
 
 def check_relation(conn: duckdb.DuckDBPyConnection, relation: Relation) -> IntegrityResult:
     """Orphans child -> parent, and for 1:1 relations parent rows without a child too."""
-    forward = orphans(conn, relation.child_table, relation.child_columns, relation.parent_table, relation.parent_columns)
+    forward = orphans(
+        conn, relation.child_table, relation.child_columns, relation.parent_table, relation.parent_columns
+    )
     if not relation.one_to_one:
         return forward
-    backward = orphans(conn, relation.parent_table, relation.parent_columns, relation.child_table, relation.child_columns)
-    sample = [f"{relation.child_table}: {k}" for k in forward.sample] + [f"{relation.parent_table}: {k}" for k in backward.sample]
+    backward = orphans(
+        conn, relation.parent_table, relation.parent_columns, relation.child_table, relation.child_columns
+    )
+    sample = [f"{relation.child_table}: {k}" for k in forward.sample] + [
+        f"{relation.parent_table}: {k}" for k in backward.sample
+    ]
     return IntegrityResult(
         forward.passed and backward.passed,
         forward.offending_rows + backward.offending_rows,
@@ -92,4 +107,6 @@ def check_primary_key(conn: duckdb.DuckDBPyConnection, table: str, key: tuple[st
     sample = [str(r[0]) for r in conn.execute(f"{dup_sql} ORDER BY k LIMIT {SAMPLE_SIZE}").fetchall()]
     if nulls:
         sample = ["<null key>", *sample][:SAMPLE_SIZE]
-    return IntegrityResult(nulls + dups == 0, nulls + dups, sample, detail=f"{nulls} null keys, {dups} rows sharing a key")
+    return IntegrityResult(
+        nulls + dups == 0, nulls + dups, sample, detail=f"{nulls} null keys, {dups} rows sharing a key"
+    )

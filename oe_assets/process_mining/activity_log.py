@@ -48,7 +48,12 @@ def step_timestamp_columns(conn: duckdb.DuckDBPyConnection) -> list[tuple[str, s
     found = []
     for column, path_json in rows:
         path = orjson.loads(path_json) if isinstance(path_json, str) else path_json
-        if isinstance(path, list) and len(path) == 4 and path[0] == "context" and path[2:] == ["metadata", "occurredAt"]:
+        if (
+            isinstance(path, list)
+            and len(path) == 4
+            and path[0] == "context"
+            and path[2:] == ["metadata", "occurredAt"]
+        ):
             found.append((str(path[1]), str(column)))
     return found
 

@@ -53,7 +53,12 @@ def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) 
         conn.execute(_MERGE)
         after = _count(conn, "SELECT count(*) FROM event_log")
         conn.execute("DROP TABLE _oe_event_log_new")
-    return {"source_rows": source, "inserted": after - before, "updated": source - (after - before), "total": after}
+    return {
+        "source_rows": source,
+        "inserted": after - before,
+        "updated": source - (after - before),
+        "total": after,
+    }
 
 
 def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:

@@ -29,14 +29,18 @@ class TemplateCursor:
 @dataclass
 class SensorCursor:
     templates: dict[str, TemplateCursor] = field(default_factory=dict)
-    pending: dict[str, str] = field(default_factory=dict)  # partition key -> change fingerprint not yet requested
+    pending: dict[str, str] = field(
+        default_factory=dict
+    )  # partition key -> change fingerprint not yet requested
     catalog_fingerprint: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "v": 1,
-                "templates": {k: {"since": v.since, "seen": v.seen_at_since} for k, v in sorted(self.templates.items())},
+                "templates": {
+                    k: {"since": v.since, "seen": v.seen_at_since} for k, v in sorted(self.templates.items())
+                },
                 "pending": dict(sorted(self.pending.items())),
                 "catalog": self.catalog_fingerprint,
             },
@@ -50,7 +54,8 @@ class SensorCursor:
         data = json.loads(text)
         return cls(
             templates={
-                k: TemplateCursor(v.get("since"), list(v.get("seen", []))) for k, v in data.get("templates", {}).items()
+                k: TemplateCursor(v.get("since"), list(v.get("seen", [])))
+                for k, v in data.get("templates", {}).items()
             },
             pending=dict(data.get("pending", {})),
             catalog_fingerprint=data.get("catalog"),
@@ -104,7 +109,9 @@ def poll_finished_changes(
                     at_max.add(pid)
         if max_text is not None:
             state.since, state.seen_at_since = max_text, sorted(at_max)
-    return PollResult(sorted(changed.values(), key=lambda c: c.process_id), unplaceable, client.stats.requests - before)
+    return PollResult(
+        sorted(changed.values(), key=lambda c: c.process_id), unplaceable, client.stats.requests - before
+    )
 
 
 def _keys(doc: object) -> tuple[str | None, str | None, datetime | None]:
@@ -139,7 +146,9 @@ def plan_partitions(
     for key, changes in by_partition.items():
         previous = cursor.pending.get(key)
         new = fingerprint(changes)
-        cursor.pending[key] = new if previous is None else hashlib.sha256(f"{previous}{new}".encode()).hexdigest()[:16]
+        cursor.pending[key] = (
+            new if previous is None else hashlib.sha256(f"{previous}{new}".encode()).hexdigest()[:16]
+        )
     ready = sorted(cursor.pending)[:max_partitions]
     planned = [(key, f"{key}:{cursor.pending.pop(key)}") for key in ready]
     return planned

@@ -159,9 +159,7 @@ def cast_expr(column_sql: str, from_type: str | None, to_type: str) -> str:
     return f"CAST({column_sql} AS {to_type})"
 
 
-def create_table(
-    conn: duckdb.DuckDBPyConnection, table: str, columns: list[tuple[str, str, bool]]
-) -> None:
+def create_table(conn: duckdb.DuckDBPyConnection, table: str, columns: list[tuple[str, str, bool]]) -> None:
     """``CREATE TABLE`` with ``(name, type, not_null)`` columns (no PRIMARY KEY constraints)."""
     cols = ", ".join(f"{quote_ident(n)} {t}{' NOT NULL' if nn else ''}" for n, t, nn in columns)
     conn.execute(f"CREATE TABLE {quote_ident(table)} ({cols})")
@@ -177,4 +175,6 @@ def alter_column_type(
     """Changes a column's type, converting the existing values (to text for VARCHAR)."""
     col = quote_ident(column)
     using = cast_expr(col, old_type, new_type)
-    conn.execute(f"ALTER TABLE {quote_ident(table)} ALTER COLUMN {col} SET DATA TYPE {new_type} USING {using}")
+    conn.execute(
+        f"ALTER TABLE {quote_ident(table)} ALTER COLUMN {col} SET DATA TYPE {new_type} USING {using}"
+    )

@@ -8,6 +8,7 @@ grow with the partition. :func:`replace_all` does the same for unpartitioned fam
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import threading
@@ -70,29 +71,38 @@ class WriteReport:
 
 
 # --------------------------------------------------------------------- transactions
+_open_transactions: dict[int, int] = {}  # id(conn) -> nesting depth of transaction() blocks
+
+
 @contextmanager
 def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """``BEGIN`` ... ``COMMIT``; ``ROLLBACK`` and re-raise on any error.
 
-    Nested use joins the transaction already open on ``conn`` (the outer block commits or
-    rolls back).
+    A ``transaction()`` block inside another one on the same connection joins it (the outer
+    block commits or rolls back). Do not open one while a transaction begun by hand with
+    ``BEGIN`` is open on ``conn``: DuckDB refuses the second ``BEGIN`` and aborts the first.
     """
-    try:
-        conn.execute("BEGIN TRANSACTION")
-    except duckdb.TransactionException as exc:
-        if "within a transaction" not in str(exc):
-            raise
-        yield conn  # nested: the outer transaction decides
+    key = id(conn)
+    depth = _open_transactions.get(key, 0)
+    if depth:
+        _open_transactions[key] = depth + 1
+        try:
+            yield conn  # nested: the outer block decides
+        finally:
+            _open_transactions[key] = depth
         return
+    conn.execute("BEGIN TRANSACTION")
+    _open_transactions[key] = 1
     try:
         yield conn
     except BaseException:
-        try:
+        with contextlib.suppress(duckdb.Error):  # the original error matters more
             conn.execute("ROLLBACK")
-        except duckdb.Error:  # the original error matters more
-            pass
         raise
-    conn.execute("COMMIT")
+    else:
+        conn.execute("COMMIT")
+    finally:
+        _open_transactions.pop(key, None)
 
 
 # ------------------------------------------------------------------------- registry
@@ -301,7 +311,8 @@ class _FamilyWriter:
             rep.quarantined += len(batch.quarantined)
 
     def _check_partition(self, batch: FlatBatch) -> None:
-        assert self.partition_column is not None and self.partition_key is not None
+        assert self.partition_column is not None
+        assert self.partition_key is not None
         if self.partition_column not in batch.constants:
             raise ValueError(
                 f"batch has no constant column {self.partition_column!r}: flatten it with "
@@ -340,7 +351,9 @@ class _FamilyWriter:
             col = f.name
             jp = json_paths.get(col)
             owner = paths_cf.get(col.casefold(), _MISSING)
-            if owner is not _MISSING and (owner != col or paths[owner] != (None if jp is None else tuple(jp))):
+            if owner is not _MISSING and (
+                owner != col or paths[owner] != (None if jp is None else tuple(jp))
+            ):
                 raise ValueError(
                     f"column {col!r} of table {table!r} (JSON path {jp}) clashes with warehouse column "
                     f"{owner!r} (JSON path {paths[owner]}): flatten with the registry from load_registry()"
@@ -354,9 +367,7 @@ class _FamilyWriter:
         select: dict[str, str] = {}  # column -> expression when a cast is needed
         if existing is None:
             not_null = self._key_columns(table, parent)
-            create_table(
-                conn, table, [(c, t or VARCHAR, c in not_null) for c, t in batch_types.items()]
-            )
+            create_table(conn, table, [(c, t or VARCHAR, c in not_null) for c, t in batch_types.items()])
             self.types[table] = {c: t or VARCHAR for c, t in batch_types.items()}
             if known is None:
                 conn.execute(
@@ -465,7 +476,9 @@ def _tuple_or_none(path: Any) -> Any:
 
 def _same_partition(value: object, key: str) -> bool:
     if isinstance(value, datetime):
-        return value.isoformat() == key or (value.time() == datetime.min.time() and value.date().isoformat() == key)
+        return value.isoformat() == key or (
+            value.time() == datetime.min.time() and value.date().isoformat() == key
+        )
     if isinstance(value, date):
         return value.isoformat() == key
     return str(value) == key
