@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,10 +25,23 @@ def lock_path_for(database: str | Path) -> Path:
     return Path(f"{database}.lock")
 
 
+_held = threading.local()  # paths this thread already holds: re-entering is free
+
+
 @contextmanager
 def exclusive_file_lock(
     path: Path, *, timeout_seconds: float = 600.0, poll_seconds: float = 0.05
 ) -> Iterator[None]:
+    """Hold `path` exclusively; re-entrant within one thread (a whole run holds it around its ops)."""
+    held: dict[str, int] = _held.__dict__.setdefault("paths", {})
+    key = str(path.resolve())
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield
+        finally:
+            held[key] -= 1
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -43,9 +57,11 @@ def exclusive_file_lock(
                         f"{timeout_seconds:.0f} s; is another oe_assets run writing to it?"
                     ) from None
                 time.sleep(poll_seconds)
+        held[key] = 1
         try:
             yield
         finally:
+            held.pop(key, None)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

@@ -24,6 +24,7 @@ def simulator() -> Iterator[SimulatorServer]:
 
 @pytest.fixture
 def warehouse_path(tmp_path: Path) -> Path:
+    (tmp_path / "warehouse").mkdir()
     return tmp_path / "warehouse" / "oe.duckdb"
 
 

@@ -560,3 +560,15 @@ def test_seed_event_log_script_runs_unchanged(conn: duckdb.DuckDBPyConnection) -
         "finished",
     )
     assert q(conn, "SELECT * FROM event_log ORDER BY created_at") == expected
+
+
+def test_table_dropped_by_hand_is_created_anew(conn: duckdb.DuckDBPyConnection) -> None:
+    write(conn, DAY1, [{"id": "1", "tags": ["a"], "n": None}])
+    conn.execute('DROP TABLE "t$tags"')
+    conn.execute("DROP TABLE t")
+    report = write(conn, DAY1, [{"id": "1", "tags": ["b"], "n": 3}])
+    assert report.new_tables == ["t", "t$tags"]
+    assert q(conn, 'SELECT value FROM "t$tags"') == [("b",)]
+    assert q(conn, "SELECT data_type FROM _oe_columns WHERE table_name = 't' AND column_name = 'n'") == [
+        ("BIGINT",)
+    ]

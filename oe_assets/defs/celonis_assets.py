@@ -1,13 +1,14 @@
 """The `celonis_model` layer: the tables the Celonis extractor builds, one asset per table."""
 
 import re
-from typing import Any
 from collections.abc import Iterator, Sequence
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import duckdb
 
+from oe_assets.context_partition import BATCH_SIZE, write_context_partition
 from oe_assets.defs.metadata import table_metadata
 from oe_assets.defs.partitions import DUCKDB_POOL, partition_dates
 from oe_assets.defs.resources import WarehouseResource
@@ -16,12 +17,10 @@ from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, iter_cata
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS, iter_raw_documents
 from oe_assets.model.schema_file import DeclaredTable
 from oe_assets.timestamps import utc_now
-from oe_assets.warehouse import WriteReport, load_registry, replace_all, replace_partition
+from oe_assets.warehouse import WriteReport, load_registry, replace_all
 
 CELONIS_GROUP = "celonis_model"
 OWNERS = ["team:data-engineering"]
-PARTITION_COLUMN = "_oe_partition"
-BATCH_SIZE = 5000
 
 _DESCRIPTIONS = {
     "execution_context": (
@@ -166,14 +165,7 @@ def build_context_tables_asset(
 
 def flatten_context_partition(conn: duckdb.DuckDBPyConnection, day: date) -> WriteReport:
     """Raw documents of one day -> execution_context family, replacing that day."""
-    registry = load_registry(conn, CONTEXTS)
-    flattener = Flattener(CONTEXTS, registry)
-    constants = {PARTITION_COLUMN: day, "_oe_loaded_at": utc_now()}
-    batches = (
-        flattener.flatten(chunk, constant_columns=constants)
-        for chunk in iter_raw_documents(conn, day, chunk_size=BATCH_SIZE)
-    )
-    return replace_partition(conn, CONTEXTS, day.isoformat(), batches, partition_column=PARTITION_COLUMN)
+    return write_context_partition(conn, day, iter_raw_documents(conn, day, chunk_size=BATCH_SIZE))
 
 
 def rebuild_catalog_family(

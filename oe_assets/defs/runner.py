@@ -13,11 +13,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from oe_assets.locking import exclusive_file_lock, lock_path_for
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DAGSTER_HOME = PROJECT_ROOT / "dagster_home"
 _INSTANCE_TEMPLATE = Path(__file__).resolve().parent / "dagster_instance.yaml"
 
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
@@ -87,19 +89,35 @@ def run_whole_graph(
     defs: dg.Definitions, start: date, end: date, *, instance: dg.DagsterInstance | None = None
 ) -> GraphRunReport:
     """Catalog first (digital processes, accounts), then the days start..end as one run."""
-    from oe_assets.defs.sensors import CATALOG_JOB, CONTEXTS_JOB
-
     report = GraphRunReport()
     instance = instance or dg.DagsterInstance.get()
+    # The whole graph holds the warehouse: a concurrent run must not interleave between our
+    # writes and our checks (the ops' own lock is re-entrant in this thread).
+    with exclusive_file_lock(lock_path_for(_warehouse_path(defs))):
+        _run_catalog_then_contexts(defs, start, end, instance, report)
+    return report
+
+
+def _warehouse_path(defs: dg.Definitions) -> str:
+    database = getattr((defs.resources or {}).get("warehouse"), "database", None)
+    if isinstance(database, dg.EnvVar):
+        return database.get_value() or ""
+    return str(database)
+
+
+def _run_catalog_then_contexts(
+    defs: dg.Definitions, start: date, end: date, instance: dg.DagsterInstance, report: GraphRunReport
+) -> None:
+    from oe_assets.defs.sensors import CATALOG_JOB, CONTEXTS_JOB
+
     catalog = defs.resolve_job_def(CATALOG_JOB).execute_in_process(
         instance=instance, run_config=QUIET_LOGS, raise_on_error=False
     )
     _collect(report, catalog)
     if not catalog.success:
-        return report
+        return
     tags = {RANGE_START_TAG: start.isoformat(), RANGE_END_TAG: end.isoformat()}
     contexts = defs.resolve_job_def(CONTEXTS_JOB).execute_in_process(
         instance=instance, tags=tags, run_config=QUIET_LOGS, raise_on_error=False
     )
     _collect(report, contexts)
-    return report

@@ -398,9 +398,7 @@ class Flattener:
                 if not col:
                     continue  # only touched by a record that was quarantined
                 values = list(col.values()) if len(col) == n else list(map(col.get, range(n)))
-                col.clear()  # free the Python objects early
                 arr, seen = _to_arrow(values)
-                del values
                 if seen is not None:
                     conflicts.append(TypeConflict(tab.name, name, seen))
                 names.append(name)
@@ -459,14 +457,42 @@ def _truncate(tabs: list[_Tab], n_root: int) -> None:
                 col.popitem()
 
 
+_SIMPLE_TYPES = {pa.string(): str, pa.int64(): int, pa.bool_(): bool}
+
+
 def _to_arrow(values: list[Any]) -> tuple[pa.Array, tuple[str, ...] | None]:
-    """One column: ``(array, None)``, or ``(JSON-text array, types seen)`` on a type conflict."""
+    """One column: ``(array, None)``, or ``(JSON-text array, types seen)`` on a type conflict.
+
+    pyarrow's own inference is tried first (one C++ pass); it is exact for strings, ints and
+    bools (a mix raises), but turns ``True`` beside a float into ``1.0``, so a DOUBLE result is
+    checked for bools.
+    """
+    try:
+        arr = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return _to_arrow_slow(values)
+    t = arr.type
+    if t == pa.string():
+        return _string_array(values, arr), None
+    if t in _SIMPLE_TYPES:
+        return arr, None
+    if t == pa.float64():
+        types = set(map(type, values))
+        if bool not in types and types <= {int, float, _NONE_TYPE}:
+            return arr, None
+        return _to_arrow_slow(values)
+    if t == pa.null():
+        return pa.nulls(len(values), pa.string()), None
+    return _to_arrow_slow(values)  # other inferred types (Python objects that are not JSON)
+
+
+def _to_arrow_slow(values: list[Any]) -> tuple[pa.Array, tuple[str, ...] | None]:
     types = set(map(type, values))
     types.discard(_NONE_TYPE)
     if len(types) == 1:
         t = next(iter(types))
         if t is str:
-            return _string_array(values), None
+            return _string_array(values, pa.array(values, pa.string())), None
         if t is bool:
             return pa.array(values, pa.bool_()), None
         if t is int:
@@ -481,16 +507,14 @@ def _to_arrow(values: list[Any]) -> tuple[pa.Array, tuple[str, ...] | None]:
     if not types:
         return pa.nulls(len(values), pa.string()), None
     if types == {int, float}:
-        try:
+        with contextlib.suppress(OverflowError, pa.ArrowInvalid):
             return pa.array(values, pa.float64()), None
-        except (OverflowError, pa.ArrowInvalid):
-            pass
     texts = [v if v is None or type(v) is str else _json_text(v) for v in values]
     return pa.array(texts, pa.string()), tuple(sorted(t.__name__ for t in types))
 
 
-def _string_array(values: list[Any]) -> pa.Array:
-    arr = pa.array(values, pa.string())
+def _string_array(values: list[Any], arr: pa.Array) -> pa.Array:
+    """``arr`` (the strings of ``values``), or TIMESTAMP when every value is an ISO timestamp."""
     first = next((v for v in values if v is not None), "")
     if (
         len(first) >= 20

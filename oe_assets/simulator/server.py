@@ -103,6 +103,7 @@ class _TokenStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}
+        self._issued: list[str] = []  # every token ever issued (the last 10,000), for leak tests
 
     def issue(self, lifetime_seconds: float) -> str:
         token = secrets.token_urlsafe(32)
@@ -112,7 +113,12 @@ class _TokenStore:
             if len(self._tokens) > 10_000:
                 self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
             self._tokens[token] = now + lifetime_seconds
+            self._issued = [*self._issued[-9_999:], token]
         return token
+
+    def issued(self) -> list[str]:
+        with self._lock:
+            return list(self._issued)
 
     def check(self, token: str) -> str:
         """``"ok"``, ``"expired"`` or ``"unknown"``."""

@@ -280,7 +280,7 @@ class _FamilyWriter:
         rep.type_conflicts.extend(batch.type_conflicts)
         rep.duplicates.extend(batch.duplicates)
         new_cols: list[tuple[str, str, Any, str | None]] = []  # table, column, path, data type
-        changed: list[tuple[str, str, str]] = []  # table, column, data type
+        changed: list[tuple[str, str, str | None]] = []  # table, column, data type
         for table, tbl in batch.tables.items():
             self._write_table(batch, table, tbl, new_cols, changed)
         if new_cols:
@@ -330,7 +330,7 @@ class _FamilyWriter:
         table: str,
         tbl: pa.Table,
         new_cols: list[tuple[str, str, Any, str | None]],
-        changed: list[tuple[str, str, str]],
+        changed: list[tuple[str, str, str | None]],
     ) -> None:
         conn = self.conn
         rep = self.report
@@ -377,7 +377,10 @@ class _FamilyWriter:
                 self.tables[table] = (parent, tuple(path))
             rep.new_tables.append(table)
             for c, t in batch_types.items():
-                new_cols.append((table, c, json_paths.get(c), t))
+                if c in paths:  # the table was dropped by hand and is created anew
+                    changed.append((table, c, t))
+                else:
+                    new_cols.append((table, c, json_paths.get(c), t))
                 paths[c] = _tuple_or_none(json_paths.get(c))
                 seen[c] = t is not None
         else:

@@ -1,0 +1,14 @@
+"""Benchmarks: our flatten + warehouse write path against dlt, side by side (`oe-assets bench`).
+
+Each loader runs in its own process on the same JSONL file of generated process contexts:
+
+* :mod:`oe_assets.bench.generate` writes the file (the simulator's generator),
+* :mod:`oe_assets.bench.ours` loads it with the code the assets use (one partition per day),
+* :mod:`oe_assets.bench.dlt_peer` loads it with dlt (``dlt[duckdb]``, parquet loader, default nesting),
+* :mod:`oe_assets.bench.runner` runs them, measures wall time and peak RSS, counts the rows of
+  each table family in each resulting DuckDB and prints one table (and writes it as JSON),
+* :mod:`oe_assets.bench.incremental` and :mod:`oe_assets.bench.extraction` measure the cost of
+  refreshing one day and the client's overhead over HTTP against the simulator.
+
+dlt is a benchmark-only dependency (the ``bench`` extra), imported only by ``dlt_peer``.
+"""

@@ -1,0 +1,94 @@
+"""One writer per DuckDB file: concurrent runs both succeed, and a killed writer frees the warehouse."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from oe_assets.locking import WarehouseBusyError, exclusive_file_lock, lock_path_for
+from oe_assets.simulator import SimulatorServer
+from oe_assets_tests.helpers import created_day
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_two_materializations_started_together_both_succeed_with_all_rows(tmp_path: Path) -> None:
+    warehouse = tmp_path / "shared.duckdb"
+    with SimulatorServer(seed=21, days=3, contexts_per_day=30) as server:
+        contexts = server.world.contexts()
+        days = sorted({created_day(c) for c in contexts})[:2]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OE_")}
+        env.update(
+            DAGSTER_HOME=str(tmp_path / "home"),
+            OE_API_URL=server.url,
+            OE_CLIENT_ID=server.client_id,
+            OE_CLIENT_SECRET=server.client_secret,
+            OE_WAREHOUSE=str(warehouse),
+        )
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "oe_assets.cli", "materialize", "--start", day.isoformat()],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for day in days
+        ]
+        outcomes = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outcomes, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+        assert "Materialized" in out
+    conn = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        landed = {r[0] for r in conn.execute('SELECT "context$processid" FROM execution_context').fetchall()}
+        logged = {r[0] for r in conn.execute("SELECT instance_id FROM event_log").fetchall()}
+    finally:
+        conn.close()
+    expected = {c["context"]["processid"] for c in contexts if created_day(c) in days}
+    assert landed == expected
+    assert logged == expected
+
+
+def test_a_killed_writer_cannot_hold_the_warehouse(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import time
+                from pathlib import Path
+                from oe_assets.locking import exclusive_file_lock, lock_path_for
+                with exclusive_file_lock(lock_path_for(Path({str(database)!r}))):
+                    print("locked", flush=True)
+                    time.sleep(600)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    with (
+        pytest.raises(WarehouseBusyError, match="held by another process"),
+        exclusive_file_lock(lock_path_for(database), timeout_seconds=0.3),
+    ):
+        pass
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait(timeout=10)
+    with exclusive_file_lock(lock_path_for(database), timeout_seconds=5):
+        pass
+    assert time.monotonic() - started < 10

@@ -1,0 +1,83 @@
+"""The asset graph as designed: layers, lineage, partitions, pools, checks, sensor."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from oe_assets.definitions import build_definitions
+from oe_assets.defs.partitions import DUCKDB_POOL
+from oe_assets.defs.sensors import SENSOR_NAME
+from oe_assets.model.schema_file import load_declared_tables
+
+QUOTES = "execution_context$context&celonis_postaction_feedback$quotes"
+
+
+def _graph() -> tuple[dg.Definitions, dict[dg.AssetKey, object]]:
+    defs = build_definitions()
+    graph = defs.resolve_asset_graph()
+    return defs, {key: graph.get(key) for key in graph.get_all_asset_keys()}
+
+
+def test_every_declared_table_is_its_own_asset_in_its_layer() -> None:
+    _, nodes = _graph()
+    keys = {k.to_user_string() for k in nodes}
+    for table in load_declared_tables():
+        assert table.name in keys
+    groups = {k.to_user_string(): n.group_name for k, n in nodes.items()}  # type: ignore[attr-defined]
+    assert groups["raw_process_contexts"] == "oe_raw"
+    assert groups["execution_context"] == "celonis_model"
+    assert groups[QUOTES] == "celonis_model"
+    assert groups["execution_templates$trigger"] == "celonis_model"
+    assert groups["event_log"] == "process_mining"
+    assert groups["activity_log"] == "process_mining"
+
+
+def test_lineage_reads_like_the_seeds_data_model() -> None:
+    _, nodes = _graph()
+
+    def parents(name: str) -> set[str]:
+        return {k.to_user_string() for k in nodes[dg.AssetKey([name])].parent_keys}  # type: ignore[attr-defined]
+
+    assert parents("execution_context") == {"raw_process_contexts"}
+    assert parents(QUOTES) == {"execution_context"}
+    assert parents(QUOTES + "$lines") == {QUOTES}
+    assert parents("execution_templates") == {"raw_execution_templates"}
+    assert parents("execution_templates$trigger") == {"execution_templates"}
+    assert parents("accounts") == {"raw_accounts"}
+    assert parents("event_log") == {"execution_context", "execution_templates"}
+    assert {"execution_context", "execution_templates"} <= parents("activity_log")
+
+
+def test_partitioned_assets_backfill_as_one_run_and_writers_share_the_pool() -> None:
+    defs, nodes = _graph()
+    for name in ("raw_process_contexts", "execution_context", QUOTES, "event_log", "activity_log"):
+        node = nodes[dg.AssetKey([name])]
+        assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition), name  # type: ignore[attr-defined]
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), name  # type: ignore[attr-defined]
+    for assets_def in defs.assets:  # type: ignore[union-attr]
+        assert isinstance(assets_def, dg.AssetsDefinition)
+        assert assets_def.op.pool == DUCKDB_POOL
+    for checks_def in defs.asset_checks:  # type: ignore[union-attr]
+        assert checks_def.op.pool == DUCKDB_POOL
+
+
+def test_mandatory_relations_are_blocking_error_checks_on_their_tables() -> None:
+    defs, _ = _graph()
+    specs = {
+        (spec.asset_key.to_user_string(), spec.name): spec
+        for checks_def in defs.asset_checks  # type: ignore[union-attr]
+        for spec in checks_def.check_specs
+    }
+    assert specs[("execution_context", "fk_context_to_template")].blocking
+    assert specs[("event_log", "fk_event_log_instance_to_context")].blocking
+    assert ("execution_templates", "fk_template_tenant_to_account") in specs
+    assert ("execution_templates$trigger", "fk_execution_templates_trigger__to_root") in specs
+    assert (QUOTES, "pk_" + QUOTES.replace("$", "_").replace("&", "_")) in specs
+
+
+def test_sensor_is_declared_and_explains_itself() -> None:
+    defs, _ = _graph()
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert "updatedSince" in (sensor.description or "")
+    assert {j.name for j in sensor.jobs} == {"refresh_process_contexts", "refresh_catalog"}
