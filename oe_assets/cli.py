@@ -50,7 +50,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = ensure_dagster_home(Path(args.dagster_home) if args.dagster_home else None)
     warehouse = Path(args.warehouse).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    server = SimulatorServer(seed=args.seed, days=args.days, contexts_per_day=args.contexts_per_day).start()
+    server = SimulatorServer(
+        seed=args.seed,
+        days=args.days,
+        contexts_per_day=args.contexts_per_day,
+        port=args.port if args.live else 0,
+        clock_rate=args.clock_rate if args.live else 0.0,
+    ).start()
     try:
         os.environ.update(
             {
@@ -68,17 +74,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         print(f"OE simulator at {server.url}; materializing {start} .. {_today()} into {warehouse}")
         report = run_whole_graph(build_definitions(), start, _today())
+        if report.success:
+            _print_summary(warehouse, report)
+        if report.success and args.live:
+            return _serve_live(server.url, args)
     finally:
         server.stop()
     if not report.success:
         print(f"oe-assets demo failed: {report.failure}", file=sys.stderr)
         return 1
-    _print_summary(warehouse, report)
     print(
         f"\nRuns {', '.join(report.run_ids)} are stored in DAGSTER_HOME={home}.\n"
         "Open the UI with `make ui` (dagster dev with the same DAGSTER_HOME), then http://127.0.0.1:3000"
     )
     return 0
+
+
+def _serve_live(simulator_url: str, args: argparse.Namespace) -> int:
+    """Keep the simulator's clock moving and run `dagster dev` with the sensor on, until Ctrl-C."""
+    import signal
+
+    from oe_assets.defs.runner import PROJECT_ROOT
+    from oe_assets.defs.sensors import INTERVAL_ENV, RUNNING_ENV
+
+    env = {**os.environ, RUNNING_ENV: "1", INTERVAL_ENV: str(args.sensor_interval)}
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "-p",
+        str(args.ui_port),
+    ]
+    print(
+        f"\nLive: the simulator at {simulator_url} runs {args.clock_rate:g}x faster than real time; "
+        f"finished_runs_sensor polls every {args.sensor_interval} s.\n"
+        f"Open http://127.0.0.1:{args.ui_port} (Automation -> finished_runs_sensor, Runs). Ctrl-C stops both."
+    )
+    ui = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)  # noqa: S603 - our interpreter, our arguments
+    signal.signal(signal.SIGTERM, lambda *_: ui.send_signal(signal.SIGINT))
+    try:
+        return ui.wait()
+    except KeyboardInterrupt:
+        ui.send_signal(signal.SIGINT)  # SIGINT lets dagster dev stop its children cleanly
+        return ui.wait(timeout=60)
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
@@ -157,6 +198,47 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(command, cwd=PROJECT_ROOT)  # noqa: S603 - our own interpreter and arguments
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 10000,100000, got {text!r}"
+        ) from None
+    if any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return sizes
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from oe_assets.bench.runner import BenchConfig, format_report, run_bench
+
+    config = BenchConfig(
+        contexts=args.contexts,
+        scale=args.scale,
+        skip_dlt=args.skip_dlt,
+        dlt_max_contexts=args.dlt_max_contexts,
+        out=Path(args.out),
+        work_dir=Path(args.work_dir),
+        keep_files=args.keep_files,
+        seed=args.seed,
+        days=args.days,
+        incremental=not args.skip_incremental,
+        extraction=not args.skip_extraction,
+        incremental_contexts_per_day=args.api_contexts_per_day,
+        extraction_contexts_per_day=args.api_contexts_per_day,
+        repeat=args.repeat,
+    )
+    try:
+        report = run_bench(config, echo=lambda line: print(line, file=sys.stderr, flush=True))
+    except Exception as error:  # one paragraph, never a traceback, for a command-line user
+        print(f"oe-assets bench failed: {error}", file=sys.stderr)
+        return 1
+    print(format_report(report))
+    print(f"\nWrote {config.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oe-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +251,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dagster-home", default=None, help="default: $DAGSTER_HOME or ./dagster_home")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--contexts-per-day", type=int, default=60)
+    demo.add_argument(
+        "--live", action="store_true", help="then keep the simulator's clock moving and run dagster dev"
+    )
+    demo.add_argument("--port", type=int, default=8765, help="simulator port with --live")
+    demo.add_argument("--ui-port", type=int, default=3000, help="dagster dev port with --live")
+    demo.add_argument(
+        "--clock-rate", type=float, default=120.0, help="simulated seconds per real second (--live)"
+    )
+    demo.add_argument("--sensor-interval", type=int, default=30, help="sensor interval in seconds (--live)")
     demo.set_defaults(func=cmd_demo)
 
     mat = sub.add_parser("materialize", help="materialize days start..end against the API in OE_* variables")
@@ -190,6 +281,33 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("action", choices=["export"])
     model.add_argument("--out", default=None)
     model.set_defaults(func=cmd_model)
+
+    bench = sub.add_parser(
+        "bench", help="benchmark our flatten + load against dlt, side by side (see README, Benchmarks)"
+    )
+    bench.add_argument("--contexts", type=int, default=100_000, help="size of the ours-vs-dlt comparison")
+    bench.add_argument(
+        "--scale",
+        type=_sizes,
+        default=[10_000, 100_000, 1_000_000],
+        help="comma-separated sizes also loaded with ours (default 10000,100000,1000000; '' for none)",
+    )
+    bench.add_argument("--skip-dlt", action="store_true", help="load with ours only")
+    bench.add_argument(
+        "--dlt-max-contexts", type=int, default=100_000, help="largest size also loaded with dlt"
+    )
+    bench.add_argument("--out", default="bench_results/latest.json", help="where the JSON report goes")
+    bench.add_argument("--work-dir", default="bench_results/work", help="JSONL files and warehouses")
+    bench.add_argument("--keep-files", action="store_true", help="keep the JSONL files and warehouses")
+    bench.add_argument("--seed", type=int, default=7)
+    bench.add_argument("--days", type=int, default=30, help="creation days the generated contexts span")
+    bench.add_argument("--repeat", type=int, default=3, help="repeats of the incremental/extraction timings")
+    bench.add_argument(
+        "--api-contexts-per-day", type=int, default=1000, help="simulator size for incremental/extraction"
+    )
+    bench.add_argument("--skip-incremental", action="store_true")
+    bench.add_argument("--skip-extraction", action="store_true")
+    bench.set_defaults(func=cmd_bench)
 
     ui = sub.add_parser("ui", help="start `dagster dev` with the project's DAGSTER_HOME")
     ui.add_argument("--port", type=int, default=3000)

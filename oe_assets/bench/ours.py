@@ -17,6 +17,7 @@ Timing: ``parse`` is reading and parsing the file, ``flatten`` the time spent in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import resource
@@ -45,11 +46,16 @@ class _Clock:
 
 
 def _created_day(doc: Any, line_no: int) -> date:
+    """The UTC creation day, as the raw landing computes ``partition_date``."""
     created = None
     if type(doc) is dict:
         meta = doc.get("metadata")
         if type(meta) is dict:
-            created = parse_oe_timestamp(meta.get("createdAt"))
+            value = meta.get("createdAt")
+            if type(value) is str and len(value) == 24 and value[-1] == "Z" and value[10] == "T":
+                with contextlib.suppress(ValueError):  # the API's own shape: already UTC
+                    return date.fromisoformat(value[:10])
+            created = parse_oe_timestamp(value)
     if created is None:
         raise ValueError(f"line {line_no}: metadata.createdAt is missing or not an ISO-8601 timestamp")
     return created.date()

@@ -17,6 +17,7 @@ CATALOG_JOB = "refresh_catalog"
 SENSOR_NAME = "finished_runs_sensor"
 INTERVAL_ENV = "OE_SENSOR_INTERVAL_SECONDS"
 MAX_PARTITIONS_ENV = "OE_SENSOR_MAX_PARTITIONS_PER_TICK"
+RUNNING_ENV = "OE_SENSOR_RUNNING"
 
 
 def build_jobs(
@@ -47,7 +48,11 @@ def build_sensor(
         name=SENSOR_NAME,
         jobs=[contexts_job, catalog_job],
         minimum_interval_seconds=interval,
-        default_status=dg.DefaultSensorStatus.STOPPED,
+        default_status=(
+            dg.DefaultSensorStatus.RUNNING
+            if os.environ.get(RUNNING_ENV, "").lower() in ("1", "true", "yes")
+            else dg.DefaultSensorStatus.STOPPED
+        ),
         description=(
             "Polls the OE API with the seed's delta filter (status=finished, updatedSince=<cursor>) for every "
             "digital process, and requests one run of the partitioned graph per creation day that holds changed "

@@ -95,12 +95,11 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
     _open_transactions[key] = 1
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
         with contextlib.suppress(duckdb.Error):  # the original error matters more
             conn.execute("ROLLBACK")
         raise
-    else:
-        conn.execute("COMMIT")
     finally:
         _open_transactions.pop(key, None)
 
