@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Dagster's instance folder, with the project's dagster.yaml (DuckDB pool, run monitoring).
+$(DAGSTER_HOME)/dagster.yaml: oe_assets/defs/dagster_instance.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp oe_assets/defs/dagster_instance.yaml $@
+
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/oe-assets demo
 
 test: lint typecheck unit
@@ -24,14 +29,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check oe_assets oe_assets_tests
 	$(BIN)/ruff format --check oe_assets oe_assets_tests
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mypy
 	$(BIN)/dagster definitions validate -m oe_assets.definitions
+	$(BIN)/dg check defs
 
 unit: $(STAMP)
 	$(BIN)/pytest
 
-ui: $(STAMP)
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/oe-assets ui
 
 simulator: $(STAMP)

@@ -21,6 +21,10 @@ from oe_assets.bench.measure import run_measured
 N = 300
 
 
+def _module(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", f"oe_assets.bench.{name}", *args]
+
+
 def _count_arrays(doc: Any, path: tuple[str | None, ...], counts: Counter[tuple[str | None, ...]]) -> None:
     """Every array element is one row of the table of its array's path (None = 'each element')."""
     if isinstance(doc, dict):
@@ -35,9 +39,7 @@ def _count_arrays(doc: Any, path: tuple[str | None, ...], counts: Counter[tuple[
 
 def test_our_loader_writes_one_row_per_array_element(tmp_path: Path) -> None:
     jsonl = tmp_path / "contexts.jsonl"
-    gen = run_measured(
-        [sys.executable, "-m", "oe_assets.bench.generate", "--out", str(jsonl), "--contexts", str(N), "--days", "3"]
-    )
+    gen = run_measured(_module("generate", "--out", str(jsonl), "--contexts", str(N), "--days", "3"))
     assert gen.ok, gen.stderr_tail
     docs = [orjson.loads(line) for line in jsonl.read_bytes().splitlines()]
     assert len(docs) == N
@@ -48,7 +50,7 @@ def test_our_loader_writes_one_row_per_array_element(tmp_path: Path) -> None:
     days = {doc["metadata"]["createdAt"][:10] for doc in docs}
 
     db = tmp_path / "ours.duckdb"
-    run = run_measured([sys.executable, "-m", "oe_assets.bench.ours", "--input", str(jsonl), "--db", str(db)])
+    run = run_measured(_module("ours", "--input", str(jsonl), "--db", str(db)))
     assert run.ok, run.stderr_tail
     assert run.peak_rss_bytes > 10 * 1024**2
     assert run.wall_seconds > 0
@@ -65,9 +67,7 @@ def test_our_loader_writes_one_row_per_array_element(tmp_path: Path) -> None:
                 "SELECT table_name, json_path FROM _oe_tables WHERE family = 'execution_context'"
             ).fetchall()
         }
-        partitions = conn.execute(
-            "SELECT count(DISTINCT _oe_partition) FROM execution_context"
-        ).fetchone()
+        partitions = conn.execute("SELECT count(DISTINCT _oe_partition) FROM execution_context").fetchone()
     finally:
         conn.close()
     assert partitions == (len(days),)

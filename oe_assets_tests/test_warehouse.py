@@ -165,7 +165,7 @@ def test_sample_context_lands_with_keys_and_bookkeeping(conn: duckdb.DuckDBPyCon
 def test_hostile_keys_land_as_harmless_columns(conn: duckdb.DuckDBPyConnection) -> None:
     evil = 'x"; DROP TABLE execution_context; --'
     keys = [evil, "semi;colon", "new\nline", "$", "&", "a$b", "", "ü🚀", "k" * 300, "'quoted'", "back\\slash"]
-    doc = {
+    doc: dict[str, Any] = {
         "context": {"processid": "p1", **{k: f"v{i}" for i, k in enumerate(keys)}, "arr": [{evil: 1, "": 2}]}
     }
     write(conn, DAY1, [doc], family=CONTEXTS)
