@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.partitions import DUCKDB_POOL
+from oe_assets.defs.resources import DUCKDB_POOL
 from oe_assets.defs.sensors import SENSOR_NAME
 from oe_assets.model.schema_file import load_declared_tables
 

@@ -10,8 +10,8 @@ import duckdb
 
 from oe_assets.context_partition import BATCH_SIZE, write_context_partition
 from oe_assets.defs.metadata import table_metadata
-from oe_assets.defs.partitions import DUCKDB_POOL, partition_dates
-from oe_assets.defs.resources import WarehouseResource
+from oe_assets.defs.partitions import partition_dates
+from oe_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from oe_assets.flatten import ACCOUNTS, CONTEXTS, TEMPLATES, Flattener, TableFamily
 from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, iter_catalog_documents
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS, iter_raw_documents

@@ -7,8 +7,7 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckSpec
 
-from oe_assets.defs.partitions import DUCKDB_POOL
-from oe_assets.defs.resources import WarehouseResource
+from oe_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from oe_assets.model.data_model import DataModel, ModelTable, Relation
 from oe_assets.model.integrity import IntegrityResult, check_primary_key, check_relation, table_exists
 from oe_assets.model.schema_file import DeclaredTable

@@ -8,9 +8,6 @@ import dagster as dg
 
 from oe_assets.settings import OeSettings
 
-DUCKDB_POOL = "duckdb"
-"""Every op that opens the warehouse joins this pool; `dagster_home/dagster.yaml` limits it to 1."""
-
 
 def daily_partitions(start: date | None = None) -> dg.DailyPartitionsDefinition:
     """`end_offset=1` adds today's partial day, so runs that are still going land too."""

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from oe_assets.defs.metadata import markdown_table, table_metadata
-from oe_assets.defs.partitions import DUCKDB_POOL, partition_dates
-from oe_assets.defs.resources import WarehouseResource
+from oe_assets.defs.partitions import partition_dates
+from oe_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS
 from oe_assets.process_mining.activity_log import ACTIVITY_LOG, rebuild_activity_log_partition
 from oe_assets.process_mining.event_log import EVENT_LOG, merge_event_log_partition

@@ -4,8 +4,8 @@ import dagster as dg
 
 from oe_assets.client import OeClient
 from oe_assets.defs.metadata import markdown_table, table_metadata
-from oe_assets.defs.partitions import DUCKDB_POOL, partition_dates
-from oe_assets.defs.resources import OeApiResource, WarehouseResource
+from oe_assets.defs.partitions import partition_dates
+from oe_assets.defs.resources import DUCKDB_POOL, OeApiResource, WarehouseResource
 from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, land_catalog
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS, land_process_contexts
 from oe_assets.timestamps import utc_now

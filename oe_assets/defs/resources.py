@@ -6,6 +6,7 @@ show variable names, never the secret.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,9 @@ from oe_assets.locking import exclusive_file_lock, lock_path_for
 from oe_assets.secret import Secret
 
 _MASKED_FIELDS = frozenset({"client_secret"})
+
+DUCKDB_POOL = "duckdb"
+"""Every op that opens the warehouse joins this pool; the instance's dagster.yaml limits it to 1."""
 
 
 class OeApiResource(dg.ConfigurableResource):
@@ -90,8 +94,6 @@ class WarehouseResource(DuckDBResource):
 
 def env_or_default(name: str, default: str) -> str:
     """`EnvVar(name)` when the variable is set (the UI shows its name), else the default value."""
-    import os
-
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 

@@ -54,7 +54,14 @@ class CatalogLandingReport:
     rows_in_api: int = 0
     rows_total: int = 0
     no_longer_in_api: int = 0
-    quarantined: list[tuple[str | None, str]] = field(default_factory=list)
+    quarantined: list[tuple[str | None, str, str]] = field(default_factory=list)  # key, reason, document
+
+
+def _dump(doc: object) -> str:
+    try:
+        return orjson.dumps(doc).decode()
+    except TypeError:
+        return repr(doc)
 
 
 def _text(value: object) -> str | None:
@@ -73,7 +80,7 @@ def land_catalog(
             reason = (
                 "record is not an object" if not isinstance(doc, dict) else "id is missing or not a string"
             )
-            report.quarantined.append((key if isinstance(key, str) else None, reason))
+            report.quarantined.append((key if isinstance(key, str) else None, reason, _dump(doc)))
             continue
         text = orjson.dumps(doc).decode()
         rows[key] = {
@@ -108,7 +115,7 @@ def land_catalog(
         if report.quarantined:
             conn.executemany(
                 f"INSERT INTO {QUARANTINE} VALUES (?, 'all', ?, ?, ?, ?)",
-                [[table, key, reason, "", loaded_at] for key, reason in report.quarantined],
+                [[table, key, reason, document, loaded_at] for key, reason, document in report.quarantined],
             )
         total, gone = conn.execute(
             f"SELECT count(*), count(*) FILTER (WHERE NOT present_in_api) FROM {table}"
