@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--keep-files", action="store_true", help="keep the JSONL files and warehouses")
     bench.add_argument("--seed", type=int, default=7)
     bench.add_argument("--days", type=int, default=30, help="creation days the generated contexts span")
-    bench.add_argument("--repeat", type=int, default=3, help="repeats of the incremental/extraction timings")
+    bench.add_argument("--repeat", type=int, default=5, help="repeats of the incremental/extraction timings")
     bench.add_argument(
         "--api-contexts-per-day", type=int, default=1000, help="simulator size for incremental/extraction"
     )

@@ -33,16 +33,19 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
         [raw_templates, raw_accounts, template_tables, account_tables],
     )
     return dg.Definitions(
-        assets=[
-            raw_contexts,
-            raw_templates,
-            raw_accounts,
-            context_tables,
-            template_tables,
-            account_tables,
-            event_log,
-            activity_log,
-        ],
+        # Local source references: each asset's page links to the file and line that defines it.
+        assets=dg.with_source_code_references(
+            [
+                raw_contexts,
+                raw_templates,
+                raw_accounts,
+                context_tables,
+                template_tables,
+                account_tables,
+                event_log,
+                activity_log,
+            ]
+        ),
         asset_checks=checks,
         jobs=[contexts_job, catalog_job],
         sensors=[build_sensor(contexts_job, catalog_job, partitions)],

@@ -50,3 +50,6 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
         temp_dir=str(home), overrides={"concurrency": {"pools": {"default_limit": 1}}}
     ) as inst:
         yield inst
+
+
+from oe_assets_tests.reliability_support import reliability_figures  # noqa: E402, F401 - writes test-artifacts/reliability.json

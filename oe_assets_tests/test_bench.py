@@ -17,6 +17,14 @@ import orjson
 
 from oe_assets.bench.counts import compare, count_ours, dlt_key, ours_key
 from oe_assets.bench.measure import run_measured
+from oe_assets.bench.runner import (
+    BenchConfig,
+    evaluate_targets,
+    format_report,
+    machine_info,
+    run_extraction,
+    run_incremental,
+)
 
 N = 300
 
@@ -97,3 +105,39 @@ def test_table_keys_of_ours_and_dlt_meet() -> None:
         == "context/quoteapprovalrequired/levels"
     )
     assert ours_key(("a", None, None)) == "a/list/list"
+
+
+def test_incremental_and_extraction_run_against_small_simulators(tmp_path: Path) -> None:
+    config = BenchConfig(
+        work_dir=tmp_path / "work",
+        incremental_contexts_per_day=15,
+        incremental_history_days=4,
+        extraction_days=2,
+        extraction_contexts_per_day=15,
+        repeat=1,
+    )
+    incremental = run_incremental(config, echo=lambda _line: None)
+    assert incremental["history_1_day"]["day_contexts"] == incremental["history_long"]["day_contexts"] > 0
+    assert incremental["history_long"]["history_contexts"] > incremental["history_1_day"]["history_contexts"]
+    assert incremental["ratio"] > 0
+    extraction = run_extraction(config, echo=lambda _line: None)
+    assert extraction["contexts"] > 0
+    assert extraction["bare_records"] >= extraction["contexts"]
+    assert extraction["concurrency"] == 1
+    assert extraction["overhead_ratio"] > 0
+
+    report = {
+        "date": "2026-01-01T00:00:00+00:00",
+        "machine": machine_info(),
+        "versions": {"python": "3", "duckdb": "1", "pyarrow": "1", "dlt": None},
+        "incremental": incremental,
+        "extraction": extraction,
+    }
+    report["targets"] = evaluate_targets(report)
+    assert [t["target"] for t in report["targets"]] == [
+        "refresh one day: 4-day / 1-day history",
+        "client overhead vs a bare httpx loop",
+    ]
+    text = format_report(report)
+    assert "incremental: refresh" in text
+    assert "extraction:" in text

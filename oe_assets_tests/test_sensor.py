@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 
 from oe_assets.definitions import build_definitions
 from oe_assets.defs.resources import OeApiResource, WarehouseResource
@@ -15,6 +18,14 @@ from oe_assets.defs.sensors import CATALOG_JOB, CONTEXTS_JOB, SENSOR_NAME
 from oe_assets.simulator import SimulatorServer
 from oe_assets.timestamps import format_oe_timestamp, parse_oe_timestamp
 from oe_assets_tests.helpers import created_day, table_names
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    """Pinned to 06:00 UTC today: advancing the clock by hours must not cross into a day with no partition yet."""
+    morning = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
+    with SimulatorServer(seed=7, days=3, contexts_per_day=25, now=morning) as server:
+        yield server
 
 
 def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:

@@ -32,6 +32,7 @@ from oe_assets.client import OeClient, OeClientConfig
 from oe_assets.context_partition import BATCH_SIZE, write_context_partition
 from oe_assets.landing.raw_contexts import iter_raw_documents, land_process_contexts
 from oe_assets.secret import Secret
+from oe_assets.warehouse.connection import connect
 
 
 def refresh_day(conn: duckdb.DuckDBPyConnection, client: OeClient, templates: list[str], day: date) -> int:
@@ -57,7 +58,7 @@ def measure(day: date, history_days: int, db: Path, repeat: int) -> dict[str, An
     days = [day - timedelta(days=i) for i in range(history_days)]
     with OeClient(config) as client:
         templates = [str(t["id"]) for t in client.list_execution_templates() if "id" in t]
-        conn = duckdb.connect(str(db))
+        conn = connect(db)
         try:
             began = time.perf_counter()
             landed = land_process_contexts(conn, client, templates, days)
@@ -81,6 +82,7 @@ def measure(day: date, history_days: int, db: Path, repeat: int) -> dict[str, An
         "repeat": repeat,
         "refresh_seconds": [round(t, 4) for t in timings],
         "refresh_seconds_median": round(statistics.median(timings), 4),
+        "refresh_seconds_best": round(min(timings), 4),
     }
 
 
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--day", required=True, type=date.fromisoformat)
     parser.add_argument("--history-days", required=True, type=int)
     parser.add_argument("--db", required=True, type=Path)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     result = measure(args.day, args.history_days, args.db, args.repeat)
     sys.stdout.write(json.dumps(result) + "\n")

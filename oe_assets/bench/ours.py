@@ -28,12 +28,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 
 from oe_assets.context_partition import BATCH_SIZE, write_context_partition
 from oe_assets.flatten import Flattener
 from oe_assets.timestamps import parse_oe_timestamp, utc_now
+from oe_assets.warehouse.connection import connect
 
 
 class _Clock:
@@ -120,7 +120,7 @@ def load_jsonl(path: Path, db: Path, *, chunk_size: int = BATCH_SIZE) -> dict[st
     partitions = quarantined = 0
     began = time.perf_counter()
     try:
-        conn = duckdb.connect(str(db))
+        conn = connect(db)
         try:
             loaded_at = utc_now()
             for day, chunks in iter_day_chunks(path, chunk_size, clock):

@@ -18,7 +18,7 @@ import random
 import re
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from types import TracebackType
@@ -43,6 +43,7 @@ logger = logging.getLogger("oe_assets.client")
 OrderBy = Literal["created", "updated"]
 
 # Record fields of the [documented] process-context shape.
+_MAX_RENEWALS = 3  # token renewals for one request (a renewed token may expire during retries)
 _PROCESS_ID_PATH = ("context", "processid")
 _CREATED_PATH = ("metadata", "createdAt")
 _UPDATED_PATH = ("metadata", "updatedAt")
@@ -137,6 +138,10 @@ class OeClient:
     ) -> None:
         self.config = config
         self.stats = ClientStats()
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng if rng is not None else random.Random()
+        self._token_accepted = False  # the API answered 2xx to one of our tokens
         self._api_base = config.api_url.rstrip("/")
         self._auth_base = config.auth_url.rstrip("/")
         _warn_if_cleartext({"OE_API_URL": config.api_url, "OE_AUTH_URL": config.auth_url})
@@ -158,7 +163,7 @@ class OeClient:
             stats=self.stats,
             sleep=sleep,
             clock=clock,
-            rng=rng,
+            rng=self._rng,
         )
         token_url = self._auth_base + config.paths.token
         self._tokens = TokenManager(
@@ -215,8 +220,7 @@ class OeClient:
     def get_execution_template(self, template_id: str) -> dict[str, Any]:
         """One digital process; :class:`OeNotFoundError` when it does not exist or is not visible."""
         path = self._template_path(self.config.paths.template, template_id)
-        response = self._get(path, {}, template_id=template_id)
-        body = self._parse_json(response, path, None)
+        _, body = self._get_json(path, {}, None, template_id=template_id)
         if not isinstance(body, dict):
             raise OeBadResponseError(
                 f"OE API answered GET {path} with {_json_kind(body)} instead of a JSON object: "
@@ -416,8 +420,9 @@ class OeClient:
     def _total_count(self, path: str, params: Mapping[str, str | int], template_id: str) -> int:
         names = self.config.query
         query = {**params, names.page_number: 1, names.page_size: 1}
-        response = self._get(path, query, template_id=template_id, headers={names.total_count_header: "true"})
-        self._parse_json(response, path, 1)
+        response, _ = self._get_json(
+            path, query, 1, template_id=template_id, headers={names.total_count_header: "true"}
+        )
         raw = response.headers.get(names.total_count_header, "").strip()
         if not raw.isdigit():
             raise OeBadResponseError(
@@ -465,8 +470,7 @@ class OeClient:
         *,
         template_id: str | None = None,
     ) -> list[dict[str, Any]]:
-        response = self._get(path, params, template_id=template_id)
-        body = self._parse_json(response, path, page_number)
+        _, body = self._get_json(path, params, page_number, template_id=template_id)
         if not isinstance(body, list):
             raise OeBadResponseError(
                 f"OE API answered GET {path} (page {page_number}) with {_json_kind(body)} instead of a "
@@ -485,18 +489,59 @@ class OeClient:
         self.stats.pages += 1
         return body
 
-    def _parse_json(self, response: httpx.Response, path: str, page_number: int | None) -> object:
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            where = f"GET {path}" + (f" (page {page_number})" if page_number is not None else "")
-            ctype = response.headers.get("Content-Type", "no content type").split(";")[0].strip()[:60]
-            raise OeBadResponseError(
-                f"OE API answered {where} with a body that is not JSON ({len(response.content)} bytes, "
-                f"{ctype}): check OE_API_URL and the endpoint path settings.",
-                path=path,
-                page=page_number,
-            ) from None
+    def _get_json(
+        self,
+        path: str,
+        params: Mapping[str, str | int],
+        page_number: int | None,
+        *,
+        template_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[httpx.Response, object]:
+        """GET and parse the JSON body (the response and the parsed value).
+
+        A 2xx body that does not parse (a page cut short by a proxy or a dropped stream) may be
+        transient, so the request is sent again with the same backoff, attempts and time budget
+        as a 5xx; when every attempt gives an unparsable body, :class:`OeBadResponseError` names
+        the request and the page. Nothing is handed to the caller before a page parses.
+        """
+        policy = self._sender.policy
+        where = f"GET {path}" + (f" (page {page_number})" if page_number is not None else "")
+        start = self._clock()
+        slept_requested = slept_actual = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            response = self._get(path, params, template_id=template_id, headers=headers)
+            try:
+                return response, orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                pass
+            spent = (self._clock() - start) - slept_actual + slept_requested
+            remaining = policy.budget_seconds - spent
+            if attempt >= policy.max_attempts or remaining <= 0:
+                ctype = response.headers.get("Content-Type", "no content type").split(";")[0].strip()[:60]
+                tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
+                raise OeBadResponseError(
+                    f"OE API answered {where} with a body that is not JSON ({len(response.content)} bytes, "
+                    f"{ctype}; {tries} in {spent:.1f} s): check OE_API_URL and the endpoint path settings.",
+                    path=path,
+                    page=page_number,
+                )
+            delay = max(0.0, min(policy.backoff(attempt, self._rng), remaining))
+            self.stats.count_retry("invalid JSON")
+            logger.warning(
+                "%s answered a body that is not JSON (%d bytes); retry %d of %d in %.2f s",
+                where,
+                len(response.content),
+                attempt,
+                policy.max_attempts - 1,
+                delay,
+            )
+            s0 = self._clock()
+            self._sleep(delay)
+            slept_actual += self._clock() - s0
+            slept_requested += delay
 
     def _get(
         self,
@@ -506,7 +551,7 @@ class OeClient:
         template_id: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """GET with bearer token; renews the token once on 401; maps 4xx to OeError subclasses."""
+        """GET with bearer token; renews it on 401 (see _MAX_RENEWALS); maps 4xx to OeError subclasses."""
         url = self._api_base + path
         target = Target(url=_clean_url(url), origin=_origin(url))
         token = self._tokens.token()
@@ -517,14 +562,20 @@ class OeClient:
                 request_headers.update(headers)
             return self._http.build_request("GET", url, params=dict(params), headers=request_headers)
 
-        response = self._sender.send(build, target)
-        if response.status_code == 401:
-            token = self._tokens.renew(token)
-            response = self._sender.send(build, target)
-            if response.status_code == 401:
+        response, attempts = self._send_counting(build, target)
+        renewals = 0
+        while response.status_code == 401:
+            # A fresh token refused at once, before the API ever took one of ours, will stay refused
+            # (the auth URL issues tokens this API does not take). Once tokens have worked, or when
+            # the fresh token waited through retries, it was revoked or expired: ask again (bounded).
+            if renewals and ((attempts == 1 and not self._token_accepted) or renewals >= _MAX_RENEWALS):
                 raise OeAuthError.token_refused("GET", path, 401, self._redact(fault_reason(response)))
+            token = self._tokens.renew(token)
+            renewals += 1
+            response, attempts = self._send_counting(build, target)
         status = response.status_code
         if 200 <= status < 300:
+            self._token_accepted = True
             return response
         if status == 404 and template_id is not None:
             raise OeNotFoundError(template_id)
@@ -554,6 +605,14 @@ class OeClient:
             path=path,
             status=status,
         )
+
+    def _send_counting(
+        self, build: Callable[[], httpx.Request], target: Target
+    ) -> tuple[httpx.Response, int]:
+        """The sender's answer and how many attempts it took."""
+        before = self.stats.requests
+        response = self._sender.send(build, target)
+        return response, self.stats.requests - before
 
     def _template_path(self, template: str, template_id: str) -> str:
         if not isinstance(template_id, str) or not template_id.strip():

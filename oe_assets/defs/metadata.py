@@ -35,17 +35,37 @@ def table_metadata(
     extra: Mapping[str, object] | None = None,
 ) -> dict[str, Any]:
     """The standard metadata every table asset reports."""
+    rows = row_count(conn, table)
+    schema = table_schema(conn, table)
     meta: dict[str, Any] = {
+        "summary": summary_markdown(table, rows, len(schema.columns), partition_rows, extra or {}),
         "table": dg.MetadataValue.text(table),
         "dagster/table_name": table,
-        "dagster/row_count": dg.MetadataValue.int(row_count(conn, table)),
-        "dagster/column_schema": table_schema(conn, table),
+        "dagster/row_count": dg.MetadataValue.int(rows),
+        "dagster/column_schema": schema,
     }
     if partition_rows is not None:
         meta["dagster/partition_row_count"] = dg.MetadataValue.int(partition_rows)
     if extra:
         meta.update(extra)
     return meta
+
+
+_SUMMARY_COUNTS = ("api_pages", "api_retries", "quarantined", "inserted", "updated")
+
+
+def summary_markdown(
+    table: str, rows: int, columns: int, partition_rows: int | None, extra: Mapping[str, object]
+) -> dg.MetadataValue:
+    """One short line a reader takes in at a glance on the asset's page."""
+    parts = [f"**{table}**: {rows} rows, {columns} columns"]
+    if partition_rows is not None:
+        parts.append(f"{partition_rows} rows written for this run's partitions")
+    for name in _SUMMARY_COUNTS:
+        value = extra.get(name)
+        if isinstance(value, dg.IntMetadataValue) and value.value is not None:
+            parts.append(f"{name.replace('_', ' ')}: {value.value}")
+    return dg.MetadataValue.md("; ".join(parts) + ".")
 
 
 def markdown_table(rows: list[tuple[object, ...]], header: tuple[str, ...]) -> dg.MetadataValue:

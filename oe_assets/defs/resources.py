@@ -20,6 +20,7 @@ from oe_assets import settings
 from oe_assets.client import OeClient, OeClientConfig
 from oe_assets.locking import exclusive_file_lock, lock_path_for
 from oe_assets.secret import Secret
+from oe_assets.warehouse.connection import WAREHOUSE_SETTINGS
 
 _MASKED_FIELDS = frozenset({"client_secret"})
 
@@ -45,6 +46,9 @@ class OeApiResource(dg.ConfigurableResource):
     page_size: int = Field(default=1000, description="Records per API page (the API allows at most 1000).")
     timeout_seconds: float = Field(default=30.0, description="Timeout of one HTTP request.")
     retry_budget_seconds: float = Field(default=120.0, description="Longest time spent retrying one request.")
+    backoff_base_seconds: float = Field(
+        default=0.5, description="First retry waits up to this long (full jitter, doubling per retry)."
+    )
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
@@ -59,6 +63,7 @@ class OeApiResource(dg.ConfigurableResource):
             page_size=self.page_size,
             timeout_seconds=self.timeout_seconds,
             retry_budget_seconds=self.retry_budget_seconds,
+            backoff_base_seconds=self.backoff_base_seconds,
         )
 
     @contextmanager
@@ -73,6 +78,10 @@ class OeApiResource(dg.ConfigurableResource):
 class WarehouseResource(DuckDBResource):
     """The DuckDB warehouse file; one writer at a time, connections always closed."""
 
+    connection_config: dict[str, Any] = Field(
+        default_factory=lambda: dict(WAREHOUSE_SETTINGS),
+        description="DuckDB settings (memory_limit, checkpoint_threshold, ...) for every connection.",
+    )
     lock_timeout_seconds: float = Field(default=900.0, description="How long to wait for another writer.")
 
     @contextmanager

@@ -9,7 +9,7 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from oe_assets.defs.raw_assets import digital_process_ids
-from oe_assets.defs.resources import OeApiResource
+from oe_assets.defs.resources import DUCKDB_POOL, OeApiResource
 from oe_assets.refresh.delta import SensorCursor, plan_partitions, poll_finished_changes
 
 CONTEXTS_JOB = "refresh_process_contexts"
@@ -17,6 +17,11 @@ CATALOG_JOB = "refresh_catalog"
 SENSOR_NAME = "finished_runs_sensor"
 INTERVAL_ENV = "OE_SENSOR_INTERVAL_SECONDS"
 MAX_PARTITIONS_ENV = "OE_SENSOR_MAX_PARTITIONS_PER_TICK"
+POOL_NOTE = (
+    f"Every step that opens the DuckDB warehouse holds a slot of the concurrency pool `{DUCKDB_POOL}` "
+    "(limit 1 in DAGSTER_HOME/dagster.yaml; see Deployment > Concurrency): DuckDB allows one writer per "
+    "file, so concurrent runs wait for the slot instead of failing on the file lock."
+)
 RUNNING_ENV = "OE_SENSOR_RUNNING"
 
 
@@ -26,12 +31,17 @@ def build_jobs(
     contexts_job = dg.define_asset_job(
         CONTEXTS_JOB,
         selection=dg.AssetSelection.assets(*partitioned),
-        description="One creation day (or a range, as one run) of the whole partitioned graph, with its checks.",
+        description=(
+            "One creation day (or a range, as one run) of the whole partitioned graph, with its checks. "
+            + POOL_NOTE
+        ),
     )
     catalog_job = dg.define_asset_job(
         CATALOG_JOB,
         selection=dg.AssetSelection.assets(*catalog),
-        description="Digital processes and accounts: raw landing and their Celonis tables, with checks.",
+        description=(
+            "Digital processes and accounts: raw landing and their Celonis tables, with checks. " + POOL_NOTE
+        ),
     )
     return contexts_job, catalog_job
 

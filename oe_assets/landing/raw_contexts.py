@@ -16,6 +16,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from oe_assets import faultpoints
 from oe_assets.client import OeClient
 from oe_assets.timestamps import day_window, parse_oe_timestamp, utc_now
 from oe_assets.warehouse import transaction
@@ -265,6 +266,7 @@ def commit_stage(
             )
         counts = conn.execute("SELECT partition_date, count(*) FROM _oe_stage_latest GROUP BY ALL").fetchall()
         conn.execute("DROP TABLE _oe_stage_latest")
+        faultpoints.checkpoint(faultpoints.RAW_BEFORE_COMMIT)
     by_day = {d: int(n) for d, n in counts}
     report.rows_per_partition = {d.isoformat(): by_day.get(d, 0) for d in day_list}
     conn.execute("DROP TABLE IF EXISTS _oe_stage_raw")

@@ -12,6 +12,7 @@ from datetime import date
 
 import duckdb
 
+from oe_assets import faultpoints
 from oe_assets.warehouse import transaction
 
 EVENT_LOG = "event_log"
@@ -25,8 +26,8 @@ EVENT_LOG_DDL = (
 _PARTITION_SOURCE = """
 SELECT "execution_templates"."name" AS execution_template_name,
        "execution_context"."context$processid" AS instance_id,
-       CAST("execution_context"."metadata$createdAt" AS TIMESTAMP) AS created_at,
-       CAST("execution_context"."metadata$updatedAt" AS TIMESTAMP) AS last_modified,
+       TRY_CAST("execution_context"."metadata$createdAt" AS TIMESTAMP) AS created_at,
+       TRY_CAST("execution_context"."metadata$updatedAt" AS TIMESTAMP) AS last_modified,
        "execution_context"."status" AS status
 FROM "execution_templates", "execution_context"
 WHERE "execution_context"."context$executionTemplateID" = "execution_templates"."id"
@@ -51,12 +52,25 @@ def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) 
         before = _count(conn, "SELECT count(*) FROM event_log")
         source = _count(conn, "SELECT count(*) FROM _oe_event_log_new")
         conn.execute(_MERGE)
+        # A context OE deleted individually (its day was refreshed without it) leaves the model
+        # everywhere, so the event log stays 1:1 with execution_context. Contexts of a deleted
+        # digital process are never deleted: raw landing keeps them, and so the source keeps them.
+        deleted = conn.execute(
+            """DELETE FROM event_log WHERE CAST(created_at AS DATE) = $p
+               AND instance_id NOT IN (SELECT instance_id FROM _oe_event_log_new)
+               AND instance_id NOT IN (SELECT "context$processid" FROM execution_context)""",
+            {"p": partition},
+        ).fetchone()
+        removed = int(deleted[0]) if deleted else 0
         after = _count(conn, "SELECT count(*) FROM event_log")
         conn.execute("DROP TABLE _oe_event_log_new")
+        faultpoints.checkpoint(faultpoints.EVENT_LOG_BEFORE_COMMIT)
+    inserted = after - before + removed
     return {
         "source_rows": source,
-        "inserted": after - before,
-        "updated": source - (after - before),
+        "inserted": inserted,
+        "updated": source - inserted,
+        "deleted": removed,
         "total": after,
     }
 

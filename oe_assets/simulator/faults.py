@@ -14,7 +14,7 @@ from typing import Any
 
 NORMAL_TOKEN_TTL_SECONDS = 14399
 
-_RATES = ("rate_429", "rate_5xx", "slow_rate", "drop_connection_rate")
+_RATES = ("rate_429", "rate_5xx", "slow_rate", "drop_connection_rate", "corrupt_page_rate")
 _COUNTERS = (
     "rate_limited",  # 429 answered
     "server_error",  # 5xx answered
@@ -23,6 +23,7 @@ _COUNTERS = (
     "revoked",  # 401 by revoke_tokens_every (tokens invalidated)
     "expired_token",  # 401 for a token past its (possibly shortened) lifetime
     "mutated",  # collection changes made by mutate_while_paging
+    "corrupted",  # process-context pages served cut short (not valid JSON)
 )
 
 
@@ -49,6 +50,9 @@ class FaultSwitches:
     - ``drop_connection_rate``: share of requests whose connection is closed without an answer.
     - ``mutate_while_paging``: before each process-context page is served, a context of that
       template is created, another updated and another deleted.
+    - ``corrupt_page_rate``: share of process-context pages answered 200 with the JSON body cut
+      in half (Content-Length matches, so only the body is invalid); drawn from its own rng, so
+      turning it on does not shift the other faults' sequence.
     - ``seed``: seed of the fault rng (changing it restarts the random sequence).
     """
 
@@ -62,10 +66,13 @@ class FaultSwitches:
     revoke_tokens_every: int | None = None
     drop_connection_rate: float = 0.0
     mutate_while_paging: bool = False
+    corrupt_page_rate: float = 0.0
     seed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
     _rng: random.Random = field(default_factory=random.Random, init=False, repr=False, compare=False)
     _rng_seed: int | None = field(default=None, init=False, repr=False, compare=False)
+    _corrupt_rng: random.Random = field(default_factory=random.Random, init=False, repr=False, compare=False)
+    _corrupt_seed: int | None = field(default=None, init=False, repr=False, compare=False)
     _counters: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(_COUNTERS, 0), init=False, repr=False, compare=False
     )
@@ -105,6 +112,7 @@ class FaultSwitches:
             for name in self.field_names():
                 setattr(self, name, getattr(defaults, name))
             self._rng_seed = None
+            self._corrupt_seed = None
             self._counters = dict.fromkeys(_COUNTERS, 0)
             self._data_requests = 0
 
@@ -140,6 +148,19 @@ class FaultSwitches:
                 self._counters["server_error"] += 1
                 status = (500, 502, 503, 504)[int(pick * 4)]
             return FaultDecision(delay_seconds=delay, status=status)
+
+    def corrupts_page(self) -> bool:
+        """Decide (and count) whether the process-context page being served is cut short."""
+        with self._lock:
+            if self.corrupt_page_rate <= 0:
+                return False
+            if self._corrupt_seed != self.seed:
+                self._corrupt_rng.seed(f"oe-sim-corrupt:{self.seed}")
+                self._corrupt_seed = self.seed
+            if self._corrupt_rng.random() < self.corrupt_page_rate:
+                self._counters["corrupted"] += 1
+                return True
+            return False
 
     def data_request_revokes(self) -> bool:
         """Count an authenticated data request; True when this one must revoke all tokens."""

@@ -473,7 +473,10 @@ class _Handler(BaseHTTPRequestHandler):
         except KeyError:  # deleted between the check and the read
             raise self._no_template(template_id) from None
         headers = {"X-Total-Count": str(page.total)} if want_total else None
-        self._send(200, page.body(), headers)
+        body = page.body()
+        if sim.faults.corrupts_page():
+            body = body[: len(body) // 2]  # a well-formed HTTP answer whose JSON stops halfway
+        self._send(200, body, headers)
 
     # ------------------------------------------------------------ admin
 

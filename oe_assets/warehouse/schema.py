@@ -113,6 +113,18 @@ def is_typeless(column: pa.ChunkedArray | pa.Array) -> bool:
     return column.type == pa.null() or (len(column) > 0 and column.null_count == len(column))
 
 
+def all_table_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+    """Table -> column name -> DuckDB type for every table of the current schema, in one query."""
+    rows = conn.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = current_schema() ORDER BY table_name, column_index"
+    ).fetchall()
+    tables: dict[str, dict[str, str]] = {}
+    for table, name, dtype in rows:
+        tables.setdefault(table, {})[name] = dtype
+    return tables
+
+
 def table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
     """Column name -> DuckDB type of ``table`` in the current schema, or None if it does not exist."""
     rows = conn.execute(

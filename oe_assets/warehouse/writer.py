@@ -22,6 +22,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from oe_assets import faultpoints
 from oe_assets.flatten.flattener import FlatBatch, TypeConflict
 from oe_assets.flatten.naming import PARENT_ROW_ID, POSITION, ROW_ID, TableFamily
 from oe_assets.flatten.registry import Collision, RegisteredColumn, RegisteredTable, SchemaRegistry
@@ -34,6 +35,7 @@ from oe_assets.warehouse.schema import (
     VARCHAR,
     SchemaChange,
     add_column,
+    all_table_columns,
     alter_column_type,
     bookkeeping_exists,
     cast_expr,
@@ -44,7 +46,7 @@ from oe_assets.warehouse.schema import (
     table_columns,
     widened_type,
 )
-from oe_assets.warehouse.sql import quote_ident
+from oe_assets.warehouse.sql import quote_ident, quote_literal
 
 _view_counter = itertools.count()
 
@@ -152,10 +154,10 @@ def replace_partition(
 ) -> WriteReport:
     """Replaces partition ``partition_key`` of every table of ``family`` with ``batches``.
 
-    One transaction: the partition's rows are deleted from EVERY table of the family known to
-    the warehouse (so child rows of arrays that shrank do not linger) together with the
-    family's quarantine rows of that partition, then each batch is written (schema evolved as
-    needed). Any error rolls everything back and is re-raised. Every batch must carry
+    One transaction: each batch is written (schema evolved as needed), then the partition's
+    previous rows are deleted from EVERY table of the family known to the warehouse (so child
+    rows of arrays that shrank do not linger); the family's quarantine rows of that partition
+    are replaced too. Any error rolls everything back and is re-raised. Every batch must carry
     ``partition_column`` as a constant column equal to ``partition_key``.
 
     ``prefetch=True`` produces the next batch in a background thread while DuckDB writes the
@@ -207,9 +209,14 @@ class _FamilyWriter:
             with transaction(self.conn):
                 ensure_bookkeeping(self.conn)
                 self._load_state()
-                self._delete_previous()
+                previous = self._previous_rows()
+                self._delete_previous_quarantine()
                 for batch in source:
                     self._write_batch(batch)
+                    if self.report.batches == 1:
+                        faultpoints.checkpoint(faultpoints.after_first_batch(self.family.root_table))
+                self._delete_previous(previous)
+                faultpoints.checkpoint(faultpoints.after_delete(self.family.root_table))
         finally:
             close = getattr(source, "close", None)
             if prefetch and close is not None:
@@ -231,36 +238,69 @@ class _FamilyWriter:
         ).fetchall():
             self.paths[table][column] = _path_from_json(path)
             self.seen[table][column] = dtype is not None
+        existing = all_table_columns(self.conn)  # one catalog query instead of one per table
+        for table in self.tables:
+            self.types[table] = existing.get(table)
 
     def _columns(self, table: str) -> dict[str, str] | None:
         if table not in self.types:
             self.types[table] = table_columns(self.conn, table)
         return self.types[table]
 
-    def _delete_previous(self) -> None:
-        conn = self.conn
-        fam = self.family.root_table
+    def _partition_filter(self, table: str) -> tuple[str, list[Any]] | None:
+        """``(SQL condition, params)`` selecting the partition's rows of ``table`` (None: it has none)."""
+        cols = self._columns(table)
+        if cols is None:
+            return None  # registered but dropped by hand: nothing to delete
+        if self.partition_column is None:
+            return "TRUE", []
+        ptype = cols.get(self.partition_column)
+        if ptype is None:
+            return None  # never held partitioned rows
+        # A literal, not a parameter: parameterised statements cost more per call in duckdb-python.
+        return (
+            f"{quote_ident(self.partition_column)} = CAST({quote_literal(self.partition_key or '')} AS {ptype})",
+            [],
+        )
+
+    def _previous_rows(self) -> dict[str, int]:
+        """Per table, the largest row id of the partition's previous rows (before any insert).
+
+        The previous rows are deleted after the new ones are written, because DuckDB cannot
+        commit a transaction that deletes rows of a table and then alters it (ADD COLUMN, SET
+        DATA TYPE: a refreshed document that gained a key or changed a type). Rows inserted by
+        this transaction get row ids above every committed one, so ``rowid <= bound`` selects
+        exactly the previous rows at the end.
+        """
+        parts = []
         for table in self.tables:
-            cols = self._columns(table)
-            if cols is None:
-                continue  # registered but dropped by hand: nothing to delete
-            if self.partition_column is None:
-                row = conn.execute(f"DELETE FROM {quote_ident(table)}").fetchone()
-            else:
-                ptype = cols.get(self.partition_column)
-                if ptype is None:
-                    continue  # never held partitioned rows
-                row = conn.execute(
-                    f"DELETE FROM {quote_ident(table)} "
-                    f"WHERE {quote_ident(self.partition_column)} = CAST(? AS {ptype})",
-                    [self.partition_key],
-                ).fetchone()
+            where = self._partition_filter(table)
+            if where is not None:
+                parts.append(
+                    f"SELECT {quote_literal(table)} AS t, max(rowid) AS m FROM {quote_ident(table)} WHERE {where[0]}"
+                )
+        if not parts:
+            return {}
+        rows = self.conn.execute(" UNION ALL ".join(parts)).fetchall()  # one statement for the family
+        return {str(table): int(bound) for table, bound in rows if bound is not None}
+
+    def _delete_previous(self, bounds: dict[str, int]) -> None:
+        for table, bound in bounds.items():
+            where = self._partition_filter(table)
+            if where is None:
+                continue
+            row = self.conn.execute(
+                f"DELETE FROM {quote_ident(table)} WHERE rowid <= {int(bound)} AND {where[0]}", where[1]
+            ).fetchone()
             if row and row[0]:
                 self.report.deleted_rows[table] = int(row[0])
+
+    def _delete_previous_quarantine(self) -> None:
+        fam = self.family.root_table
         if self.partition_column is None:
-            conn.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE family = ?", [fam])
+            self.conn.execute(f"DELETE FROM {QUARANTINE_TABLE} WHERE family = ?", [fam])
         else:
-            conn.execute(
+            self.conn.execute(
                 f"DELETE FROM {QUARANTINE_TABLE} WHERE family = ? AND partition_key = ?",
                 [fam, self.partition_key],
             )
