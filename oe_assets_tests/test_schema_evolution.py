@@ -48,7 +48,9 @@ def test_new_event_key_lands_as_new_columns_and_table_and_drift_is_flagged(
             [days[0]],
         ).fetchone()[0]
         assert old_rows == sum(1 for c in contexts if created_day(c) == days[0])
-        things = conn.execute(f'SELECT id, _oe_position, "context$processid" FROM "{NEW_TABLE}" ORDER BY 2').fetchall()
+        things = conn.execute(
+            f'SELECT id, _oe_position, "context$processid" FROM "{NEW_TABLE}" ORDER BY 2'
+        ).fetchall()
         assert things == [(1, 0, pid), (2, 1, pid), (3, 2, pid)]
         inferred = {t["table"] for t in infer_declared_tables(conn)["execution_context"]}
         assert NEW_TABLE in inferred
