@@ -11,9 +11,12 @@ import pytest
 from oe_assets.defs.resources import OeApiResource, WarehouseResource
 from oe_assets.simulator import SimulatorServer
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SAMPLES = SHARED / "reference" / "samples"
-SEED_DOC = SHARED / "seed" / "sending-data-from-oe-to-celonis.txt"
+HERE = Path(__file__).resolve().parent
+SAMPLES = HERE / "data" / "samples"  # copies of shared/reference/samples, so the suite runs anywhere
+SEED_SQL = HERE.parent / "oe_assets" / "sql" / "seed_event_log.sql"  # the seed's section-10 script
+SEED_DOC = (
+    HERE.parents[1] / "shared" / "seed" / "sending-data-from-oe-to-celonis.txt"
+)  # when beside the clone
 
 
 @pytest.fixture

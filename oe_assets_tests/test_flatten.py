@@ -22,11 +22,7 @@ from oe_assets.flatten import (
     reassemble,
 )
 
-_CANDIDATES = (
-    Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples",  # shared/ beside the clone (CI)
-    Path("/work/shared/reference/samples"),
-)
-SAMPLES = next((p for p in _CANDIDATES if p.exists()), _CANDIDATES[0])
+SAMPLES = Path(__file__).resolve().parent / "data" / "samples"  # copies of shared/reference/samples
 
 PID = "01HCJ2VRN61N7J5WQSYQ9Z1JEZ-01H7YP07GX9TFRK4S0RRGZ11WT-01HCVQ2M8X1D4W2T7K9B3N5P6R"
 TID = "01K1DQS3CWHVTCQ9DN14SKXKYN"

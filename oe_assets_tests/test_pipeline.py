@@ -16,7 +16,7 @@ from oe_assets.definitions import build_definitions
 from oe_assets.defs.resources import OeApiResource, WarehouseResource
 from oe_assets.defs.runner import GraphRunReport, run_whole_graph
 from oe_assets.simulator import SimulatorServer
-from oe_assets_tests.conftest import SEED_DOC
+from oe_assets_tests.conftest import SEED_DOC, SEED_SQL
 from oe_assets_tests.helpers import (
     array_elements,
     count,
@@ -104,7 +104,7 @@ def test_event_log_matches_the_seed_script_run_verbatim(loaded: Loaded, tmp_path
     ours = conn.execute("SELECT * FROM event_log ORDER BY instance_id").fetchall()
     conn.close()
     assert len(ours) == len(contexts)
-    seeds = run_seed_script_on_copy(warehouse_path, tmp_path, seed_event_log_script(SEED_DOC))
+    seeds = run_seed_script_on_copy(warehouse_path, tmp_path, SEED_SQL.read_text())
     assert ours == seeds
 
 
@@ -148,3 +148,9 @@ def test_rematerializing_a_partition_is_idempotent(loaded: Loaded) -> None:
     )
     assert result.success
     assert snapshot() == before
+
+
+@pytest.mark.skipif(not SEED_DOC.exists(), reason="shared/seed is not beside this clone")
+def test_the_scripts_copy_is_the_seeds_own_text() -> None:
+    """The suite runs the copy in oe_assets/sql; it must be the seed's section 10, word for word."""
+    assert SEED_SQL.read_text().split() == seed_event_log_script(SEED_DOC).split()

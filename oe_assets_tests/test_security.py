@@ -35,8 +35,8 @@ from oe_assets.secret import Secret
 from oe_assets.simulator import SimulatorServer
 from oe_assets.simulator.cli import build_parser
 from oe_assets.simulator.server import is_loopback_host
-from oe_assets_tests.conftest import SEED_DOC
-from oe_assets_tests.helpers import created_day, run_seed_script_on_copy, seed_event_log_script
+from oe_assets_tests.conftest import SEED_SQL
+from oe_assets_tests.helpers import created_day, run_seed_script_on_copy
 from oe_assets_tests.reliability_support import FIGURES, ROOT, new_simulator, quote, world_days
 
 SECRET = "Sup3r-s3cret-cli-value-9f2e41"
@@ -264,7 +264,7 @@ def test_the_seeds_event_log_script_runs_unchanged_on_the_hostile_warehouse(
         ours = conn.execute("SELECT * FROM event_log ORDER BY instance_id").fetchall()
     finally:
         conn.close()
-    seeds = run_seed_script_on_copy(cli_run.warehouse, tmp_path, seed_event_log_script(SEED_DOC))
+    seeds = run_seed_script_on_copy(cli_run.warehouse, tmp_path, SEED_SQL.read_text())
     assert seeds == ours
     assert len(ours) == len(cli_run.server.world.contexts())
     assert {created_day(c) for c in cli_run.server.world.contexts()}
