@@ -37,10 +37,10 @@ def _print_summary(warehouse: Path, report: object) -> None:
     finally:
         conn.close()
     failed = [c for c in report.checks if not c.passed]
-    print(f"\nChecks: {len(report.checks) - len(failed)} passed, {len(failed)} failed")
-    for check in report.checks:
-        mark = "ok  " if check.passed else f"FAIL ({check.severity}, {check.offending_rows} rows)"
-        print(f"  {mark:<28} {check.asset} :: {check.name}")
+    tables = len({c.asset for c in report.checks})
+    print(f"\nChecks: {len(report.checks) - len(failed)} passed, {len(failed)} failed, on {tables} tables")
+    for check in failed:
+        print(f"  FAIL ({check.severity}, {check.offending_rows} rows)  {check.asset} :: {check.name}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
