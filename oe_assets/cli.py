@@ -37,8 +37,8 @@ def _print_summary(warehouse: Path, report: object) -> None:
     finally:
         conn.close()
     failed = [c for c in report.checks if not c.passed]
-    tables = len({c.asset for c in report.checks})
-    print(f"\nChecks: {len(report.checks) - len(failed)} passed, {len(failed)} failed, on {tables} tables")
+    guarded = len({c.asset for c in report.checks})
+    print(f"\nChecks: {len(report.checks) - len(failed)} passed, {len(failed)} failed, on {guarded} tables")
     for check in failed:
         print(f"  FAIL ({check.severity}, {check.offending_rows} rows)  {check.asset} :: {check.name}")
 
