@@ -8,7 +8,7 @@ import duckdb
 
 WAREHOUSE_SETTINGS: dict[str, str] = {
     # DuckDB caches written blocks up to 80% of RAM by default; a loader streams, so it needs far less.
-    "memory_limit": "1GB",
+    "memory_limit": "256MB",
     # One checkpoint per write instead of one every 16 MB of WAL: commits of a partition stay cheap.
     "checkpoint_threshold": "256MB",
 }
