@@ -28,9 +28,15 @@ def ensure_dagster_home(path: Path | None = None) -> Path:
     """DAGSTER_HOME (or the project's folder) with our dagster.yaml (pools, run monitoring) in it."""
     home = Path(path or os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        shutil.copyfile(_INSTANCE_TEMPLATE, config)
+    # Two commands started together on a new home would both create Dagster's SQLite storage and
+    # race its migrations; the first one creates it under a lock, the others find it ready.
+    with exclusive_file_lock(home / ".oe_assets_init.lock", timeout_seconds=120):
+        config = home / "dagster.yaml"
+        if not config.exists():
+            shutil.copyfile(_INSTANCE_TEMPLATE, config)
+        if not (home / ".oe_assets_initialized").exists():
+            dg.DagsterInstance.from_config(str(home)).dispose()
+            (home / ".oe_assets_initialized").touch()
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
