@@ -90,6 +90,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dagster_dev_command(port: int) -> list[str]:
+    from oe_assets.defs.runner import PROJECT_ROOT
+
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "-p",
+        str(port),
+    ]
+
+
 def _serve_live(simulator_url: str, args: argparse.Namespace) -> int:
     """Keep the simulator's clock moving and run `dagster dev` with the sensor on, until Ctrl-C."""
     import signal
@@ -98,16 +113,7 @@ def _serve_live(simulator_url: str, args: argparse.Namespace) -> int:
     from oe_assets.defs.sensors import INTERVAL_ENV, RUNNING_ENV
 
     env = {**os.environ, RUNNING_ENV: "1", INTERVAL_ENV: str(args.sensor_interval)}
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-w",
-        str(PROJECT_ROOT / "workspace.yaml"),
-        "-p",
-        str(args.ui_port),
-    ]
+    command = _dagster_dev_command(args.ui_port)
     print(
         f"\nLive: the simulator at {simulator_url} runs {args.clock_rate:g}x faster than real time; "
         f"finished_runs_sensor polls every {args.sensor_interval} s.\n"
@@ -185,16 +191,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     home = ensure_dagster_home()
     print(f"DAGSTER_HOME={home}")
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-w",
-        str(PROJECT_ROOT / "workspace.yaml"),
-        "-p",
-        str(args.port),
-    ]
+    command = _dagster_dev_command(args.port)
     return subprocess.call(command, cwd=PROJECT_ROOT)  # noqa: S603 - our own interpreter and arguments
 
 

@@ -35,7 +35,7 @@ from oe_assets.client.errors import (
     OeNotFoundError,
     OeRequestError,
 )
-from oe_assets.client.retry import ClientStats, Clock, RetryingSender, RetryPolicy, Sleep, Target
+from oe_assets.client.retry import ClientStats, Clock, RetryBudget, RetryingSender, RetryPolicy, Sleep, Target
 from oe_assets.secret import Secret
 
 logger = logging.getLogger("oe_assets.client")
@@ -507,8 +507,7 @@ class OeClient:
         """
         policy = self._sender.policy
         where = f"GET {path}" + (f" (page {page_number})" if page_number is not None else "")
-        start = self._clock()
-        slept_requested = slept_actual = 0.0
+        budget = RetryBudget(policy.budget_seconds, sleep=self._sleep, clock=self._clock)
         attempt = 0
         while True:
             attempt += 1
@@ -517,8 +516,7 @@ class OeClient:
                 return response, orjson.loads(response.content)
             except orjson.JSONDecodeError:
                 pass
-            spent = (self._clock() - start) - slept_actual + slept_requested
-            remaining = policy.budget_seconds - spent
+            spent, remaining = budget.spent, budget.remaining
             if attempt >= policy.max_attempts or remaining <= 0:
                 ctype = response.headers.get("Content-Type", "no content type").split(";")[0].strip()[:60]
                 tries = f"{attempt} attempts" if attempt > 1 else "1 attempt"
@@ -538,10 +536,7 @@ class OeClient:
                 policy.max_attempts - 1,
                 delay,
             )
-            s0 = self._clock()
-            self._sleep(delay)
-            slept_actual += self._clock() - s0
-            slept_requested += delay
+            budget.wait(delay)
 
     def _get(
         self,

@@ -130,6 +130,35 @@ class Target:
     what: str = "OE API"
 
 
+class RetryBudget:
+    """Time spent on one request's attempts and waits.
+
+    Waits count at their requested length, so an injected fake sleep still spends the budget.
+    """
+
+    def __init__(self, budget_seconds: float, *, sleep: Sleep, clock: Clock) -> None:
+        self._budget_seconds = budget_seconds
+        self._sleep = sleep
+        self._clock = clock
+        self._start = clock()
+        self._slept_requested = 0.0
+        self._slept_actual = 0.0
+
+    @property
+    def spent(self) -> float:
+        return (self._clock() - self._start) - self._slept_actual + self._slept_requested
+
+    @property
+    def remaining(self) -> float:
+        return self._budget_seconds - self.spent
+
+    def wait(self, delay: float) -> None:
+        before = self._clock()
+        self._sleep(delay)
+        self._slept_actual += self._clock() - before
+        self._slept_requested += delay
+
+
 class RetryingSender:
     """Sends requests through an :class:`httpx.Client`, retrying 429, 5xx and transport errors."""
 
@@ -154,9 +183,7 @@ class RetryingSender:
     def send(self, build: Callable[[], httpx.Request], target: Target) -> httpx.Response:
         """Send until a non-retryable answer; raise when attempts or the time budget run out."""
         policy = self.policy
-        start = self._clock()
-        slept_requested = 0.0
-        slept_actual = 0.0
+        budget = RetryBudget(policy.budget_seconds, sleep=self._sleep, clock=self._clock)
         attempt = 0
         connect_errors_only = True
         while True:
@@ -199,8 +226,7 @@ class RetryingSender:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 response.close()
 
-            spent = (self._clock() - start) - slept_actual + slept_requested
-            remaining = policy.budget_seconds - spent
+            spent, remaining = budget.spent, budget.remaining
             if attempt >= policy.max_attempts or remaining <= 0:
                 if connect_errors_only and target.origin not in self._reached:
                     raise OeUnreachableError(target.url, reason, setting=target.setting, what=target.what)
@@ -219,10 +245,7 @@ class RetryingSender:
                 policy.max_attempts - 1,
                 delay,
             )
-            s0 = self._clock()
-            self._sleep(delay)
-            slept_actual += self._clock() - s0
-            slept_requested += delay
+            budget.wait(delay)
 
 
 def _label(request: httpx.Request) -> str:
