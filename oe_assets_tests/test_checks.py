@@ -63,8 +63,11 @@ def test_checks_fail_with_counts_and_samples_when_relations_break(
     ).fetchone()
     victim_instance = conn.execute("SELECT min(instance_id) FROM event_log").fetchone()[0]
     dup_id = conn.execute('SELECT min("context$processid") FROM execution_context').fetchone()[0]
-    quote_table = "execution_context$context&celonis_postaction_feedback$quotes"
-    orphan_quote = conn.execute(f'SELECT min(_oe_row_id) FROM "{quote_table}"').fetchone()[0]
+    # a grandchild row: its parent is found by (process id, _oe_parent_row_id)
+    lines_table = "execution_context$context&celonis_postaction_feedback$quotes$lines"
+    orphan_line, orphan_context = conn.execute(
+        f'SELECT rowid, "context$processid" FROM "{lines_table}" ORDER BY rowid LIMIT 1'
+    ).fetchone()
     conn.close()
 
     _break(
@@ -72,7 +75,7 @@ def test_checks_fail_with_counts_and_samples_when_relations_break(
         f"DELETE FROM execution_templates WHERE id = '{template_id}'",
         f"DELETE FROM event_log WHERE instance_id = '{victim_instance}'",
         f"INSERT INTO execution_context BY NAME SELECT * FROM execution_context WHERE \"context$processid\" = '{dup_id}'",
-        f"UPDATE \"{quote_table}\" SET _oe_parent_row_id = 'no-such-row' WHERE _oe_row_id = '{orphan_quote}'",
+        f"UPDATE \"{lines_table}\" SET _oe_parent_row_id = 'no-such-row' WHERE rowid = {orphan_line}",
     )
     broken = _evaluate_checks(loaded_defs, instance)
 
@@ -94,11 +97,11 @@ def test_checks_fail_with_counts_and_samples_when_relations_break(
     assert pk.metadata["sample_offending_keys"].value == [dup_id]
 
     parent = broken[
-        "fk_" + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in quote_table + "__to_parent_row")
+        "fk_" + "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in lines_table + "__to_parent_row")
     ]
     assert not parent.passed
     assert parent.metadata["offending_rows"].value == 1
-    assert parent.metadata["sample_offending_keys"].value == ["no-such-row"]
+    assert parent.metadata["sample_offending_keys"].value == [f"{orphan_context} | no-such-row"]
 
     tenant = broken["fk_template_tenant_to_account"]
     assert tenant.passed  # untouched relations still pass

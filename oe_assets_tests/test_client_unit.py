@@ -7,8 +7,10 @@ between requests. The end-to-end tests against the real simulator live in test_c
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +35,17 @@ from oe_assets.client import (
     OeRetryBudgetExceeded,
     OeUnreachableError,
 )
-from oe_assets.client.oe_client import _format_ts, _parse_ts, _redact
+from oe_assets.client.oe_client import (
+    _dig,
+    _format_ts,
+    _index_at_or_after,
+    _instants,
+    _parse_ts,
+    _record_key,
+    _redact,
+    _unseen,
+    _version,
+)
 from oe_assets.client.retry import RetryPolicy, parse_retry_after
 from oe_assets.secret import Secret
 
@@ -303,6 +315,144 @@ def test_count_with_created_before_subtracts() -> None:
         assert client.count_process_contexts(TEMPLATE, created_since=start, created_before=end) == expected
         assert client.count_process_contexts(TEMPLATE) == 100
         assert client.count_process_contexts(TEMPLATE, created_since=end, created_before=start) == 0
+
+
+# -- page helpers (one pass per page instead of one parse per record) ----------------------------
+
+_REFERENCE_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def reference_parse_ts(value: object) -> datetime | None:
+    """The former _parse_ts (strip, cut the fraction to microseconds, parse): the fast path must agree."""
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return None
+    try:
+        parsed = datetime.fromisoformat(_REFERENCE_FRACTION.sub(r"\1", value.strip()))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+timestamp_like = st.one_of(
+    st.text(alphabet="0123456789-:T.Z+ ,\n\t", max_size=70),
+    st.builds(
+        lambda day, fraction, suffix, pad: pad + day.strftime("%Y-%m-%dT%H:%M:%S") + fraction + suffix + pad,
+        st.datetimes(),
+        st.sampled_from(["", ".1", ".123", ".123456", ".1234567", ".123456789", ".12345678901234567890"]),
+        st.sampled_from(["", "Z", "+00:00", "+02:00", "-05:30", "+14:00", "+02:00:00.1234567"]),
+        st.sampled_from(["", " ", "\n"]),
+    ),
+    st.none(),
+    st.integers(),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=timestamp_like)
+def test_parse_ts_fast_path_agrees_with_the_reference(value: object) -> None:
+    got = _parse_ts(value)
+    assert got == reference_parse_ts(value)
+    assert got is None or got.tzinfo is UTC
+
+
+def test_instants_read_any_path_depth() -> None:
+    stamp = "2024-03-01T10:00:00.000Z"
+    records: list[dict[str, Any]] = [
+        {"a": {"b": {"c": stamp}}, "m": {"t": stamp}, "x": stamp},
+        {"a": {"b": "flat"}, "m": "flat", "x": None},
+        {},
+    ]
+    at = when(stamp)
+    assert _instants(records, ("m", "t")) == [at, None, None]
+    assert _instants(records, ("a", "b", "c")) == [at, None, None]
+    assert _instants(records, ("x",)) == [at, None, None]
+
+
+def test_index_at_or_after_skips_unknown_instants() -> None:
+    t = [T0 + timedelta(seconds=s) for s in range(4)]
+    assert _index_at_or_after([], t[0]) == 0
+    assert _index_at_or_after([None, t[0], None, t[1]], t[2]) == 4
+    assert _index_at_or_after([None, t[0], None, t[2], t[3]], t[2]) == 3
+    assert _index_at_or_after([t[3], None, t[0]], t[1]) == 0  # an unsorted page: the first one at/after
+    assert _index_at_or_after([None, None], t[0]) == 2
+
+
+def reference_unseen(
+    records: list[dict], instants: list[datetime | None], seen: dict, keep_from: datetime | None
+) -> list[dict]:
+    """The former loop: compare every record with seen, remember every record handed out."""
+    fresh = []
+    for record, instant in zip(records, instants, strict=True):
+        key, version = _record_key(record), _version(_dig(record, ("metadata", "updatedAt")))
+        previous = seen.get(key)
+        if previous is not None and previous[1] == version:
+            continue
+        seen[key] = (instant, version)
+        fresh.append(record)
+    return fresh
+
+
+def pruned(seen: dict, keep_from: datetime | None) -> dict:
+    return seen if keep_from is None else {k: v for k, v in seen.items() if v[0] is None or v[0] >= keep_from}
+
+
+moments = st.sampled_from([None, T0, T0 + timedelta(seconds=1), T0 + timedelta(seconds=2)])
+page_records = st.lists(
+    st.tuples(
+        st.sampled_from(["A", "B", "C", "D", "E", "", None]),  # "" and None: keyed by content hash
+        st.sampled_from(["u1", "u2", None]),
+        moments,
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(earlier=page_records, page=page_records, keep_from=moments)
+def test_unseen_agrees_with_comparing_every_record(
+    earlier: list[tuple], page: list[tuple], keep_from: datetime | None
+) -> None:
+    def records_of(rows: list[tuple]) -> tuple[list[dict], list[datetime | None]]:
+        docs = [
+            {"metadata": {"updatedAt": u}, "context": {"processid": p}, "n": i}
+            for i, (p, u, _) in enumerate(rows)
+        ]
+        return docs, [instant for _, _, instant in rows]
+
+    seen_before: dict = {}
+    reference_unseen(*records_of(earlier), seen_before, None)
+    docs, instants = records_of(page)
+    expected_seen = dict(seen_before)
+    expected = reference_unseen(docs, instants, expected_seen, keep_from)
+    got_seen = dict(seen_before)
+    got = _unseen(docs, instants, got_seen, keep_from=keep_from)
+    assert [id(d) for d in got] == [id(d) for d in expected]
+    assert pruned(got_seen, keep_from) == pruned(expected_seen, keep_from)
+
+
+def test_no_page_is_kept_alive_while_the_next_is_read() -> None:
+    """The client holds no reference to a page it handed out (a live page slows the next parse)."""
+    api = FakeApi()
+    api.add(*spread_contexts(35))
+    probe: dict[str, dict] = {}
+    page_lists_alive: list[int] = []
+
+    def count_page_lists(request: httpx.Request) -> None:
+        if "process-contexts" in request.url.path and probe:
+            page_lists_alive.append(sum(isinstance(r, list) for r in gc.get_referrers(probe["record"])))
+
+    api.before_data.append(count_page_lists)
+    with client_for(api, page_size=10) as client:
+        for page in client.iter_process_context_pages(TEMPLATE):
+            probe["record"] = page[0]
+            del page
+    assert len(page_lists_alive) == 3
+    assert page_lists_alive == [0, 0, 0]
 
 
 @dataclass

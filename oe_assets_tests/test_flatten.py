@@ -123,8 +123,8 @@ def test_sample_context_tables_columns_and_values(context: dict[str, Any]) -> No
     assert rows(batch.tables[FORMS]) == [
         {
             "context$processid": PID,
-            "_oe_row_id": f"{PID}/0",
-            "_oe_parent_row_id": PID,
+            "_oe_row_id": "0",
+            "_oe_parent_row_id": "",
             "_oe_position": 0,
             "metadata$formId": "01HAPCT5KS0T7METVDM4GBM0MC",
             "metadata$formName": "PO Form",
@@ -138,15 +138,15 @@ def test_sample_context_tables_columns_and_values(context: dict[str, Any]) -> No
     assert rows(batch.tables[WAREHOUSES]) == [
         {
             "context$processid": PID,
-            "_oe_row_id": f"{PID}/0",
-            "_oe_parent_row_id": PID,
+            "_oe_row_id": "0",
+            "_oe_parent_row_id": "",
             "_oe_position": 0,
             "value": "DE-01",
         },
         {
             "context$processid": PID,
-            "_oe_row_id": f"{PID}/1",
-            "_oe_parent_row_id": PID,
+            "_oe_row_id": "1",
+            "_oe_parent_row_id": "",
             "_oe_position": 1,
             "value": "PL-02",
         },
@@ -154,8 +154,8 @@ def test_sample_context_tables_columns_and_values(context: dict[str, Any]) -> No
     assert rows(batch.tables[QUOTES]) == [
         {
             "context$processid": PID,
-            "_oe_row_id": f"{PID}/0",
-            "_oe_parent_row_id": PID,
+            "_oe_row_id": "0",
+            "_oe_parent_row_id": "",
             "_oe_position": 0,
             "quoteId": "Q-1001",
             "supplier": "ACME",
@@ -164,8 +164,8 @@ def test_sample_context_tables_columns_and_values(context: dict[str, Any]) -> No
         },
         {
             "context$processid": PID,
-            "_oe_row_id": f"{PID}/1",
-            "_oe_parent_row_id": PID,
+            "_oe_row_id": "1",
+            "_oe_parent_row_id": "",
             "_oe_position": 1,
             "quoteId": "Q-1002",
             "supplier": "Globex",
@@ -222,8 +222,8 @@ def test_sample_template_tables_columns_and_values(template: dict[str, Any]) -> 
     assert rows(batch.tables["execution_templates$trigger"]) == [
         {
             "execution_templates_id": TID,
-            "_oe_row_id": f"{TID}/0",
-            "_oe_parent_row_id": TID,
+            "_oe_row_id": "0",
+            "_oe_parent_row_id": "",
             "_oe_position": 0,
             "trigger_type": "webhook",
             "event_type": "order.created",
@@ -233,8 +233,8 @@ def test_sample_template_tables_columns_and_values(template: dict[str, Any]) -> 
     assert rows(batch.tables["execution_templates$steps"]) == [
         {
             "execution_templates_id": TID,
-            "_oe_row_id": f"{TID}/0",
-            "_oe_parent_row_id": TID,
+            "_oe_row_id": "0",
+            "_oe_parent_row_id": "",
             "_oe_position": 0,
             "stepType": "scenario",
         }
@@ -242,8 +242,8 @@ def test_sample_template_tables_columns_and_values(template: dict[str, Any]) -> 
     assert rows(batch.tables["execution_templates$steps$scenarios"]) == [
         {
             "execution_templates_id": TID,
-            "_oe_row_id": f"{TID}/0/0",
-            "_oe_parent_row_id": f"{TID}/0",
+            "_oe_row_id": "0/0",
+            "_oe_parent_row_id": "0",
             "_oe_position": 0,
             "scenario_id": "1865",
             "url": "",
@@ -297,14 +297,14 @@ def test_nested_arrays_and_row_ids() -> None:
     assert [
         (r["t_id"], r["_oe_row_id"], r["_oe_parent_row_id"], r["_oe_position"], r["sku"]) for r in lines
     ] == [
-        ("k", "k/0/0", "k/0", 0, "a"),
-        ("k", "k/0/1", "k/0", 1, "b"),
-        ("k", "k/1/0", "k/1", 0, "c"),
+        ("k", "0/0", "0", 0, "a"),
+        ("k", "0/1", "0", 1, "b"),
+        ("k", "1/0", "1", 0, "c"),
     ]
     pb = rows(batch.tables["t$quotes$priceBreaks"])
     assert [(r["_oe_row_id"], r["_oe_parent_row_id"], r["_oe_position"]) for r in pb] == [
-        ("k/0/0", "k/0", 0),
-        ("k/0/1", "k/0", 1),
+        ("0/0", "0", 0),
+        ("0/1", "0", 1),
     ]
     assert batch.tables["t$quotes$priceBreaks"].column_names == [
         "t_id",
@@ -314,9 +314,9 @@ def test_nested_arrays_and_row_ids() -> None:
     ]
     vals = rows(batch.tables["t$quotes$priceBreaks$value"])
     assert [(r["_oe_row_id"], r["_oe_parent_row_id"], r["_oe_position"], r["value"]) for r in vals] == [
-        ("k/0/0/0", "k/0/0", 0, 1),
-        ("k/0/0/1", "k/0/0", 1, 2),
-        ("k/0/1/0", "k/0/1", 0, 3),
+        ("0/0/0", "0/0", 0, 1),
+        ("0/0/1", "0/0", 1, 2),
+        ("0/1/0", "0/1", 0, 3),
     ]
     assert batch.table_paths["t$quotes$priceBreaks$value"] == ("quotes", None, "priceBreaks", None)
     assert reassemble(batch) == [doc]
@@ -351,7 +351,7 @@ def test_array_of_scalars_and_mixed_array() -> None:
         (2, 3, None),
         (3, None, None),
     ]
-    assert [(r["_oe_parent_row_id"], r["value"]) for r in rows(batch.tables["t$mixed$value"])] == [("k/3", 4)]
+    assert [(r["_oe_parent_row_id"], r["value"]) for r in rows(batch.tables["t$mixed$value"])] == [("3", 4)]
     assert reassemble(batch) == [doc]
 
 
@@ -362,9 +362,9 @@ def test_empty_arrays_and_objects_are_counted_not_landed() -> None:
     assert batch.stats.empty_objects == 3
     assert batch.tables["t"].column_names == ["id"]
     assert rows(batch.tables["t$a"]) == [
-        {"t_id": "k", "_oe_row_id": "k/0", "_oe_parent_row_id": "k", "_oe_position": 0, "value": None},
-        {"t_id": "k", "_oe_row_id": "k/1", "_oe_parent_row_id": "k", "_oe_position": 1, "value": None},
-        {"t_id": "k", "_oe_row_id": "k/2", "_oe_parent_row_id": "k", "_oe_position": 2, "value": 1},
+        {"t_id": "k", "_oe_row_id": "0", "_oe_parent_row_id": "", "_oe_position": 0, "value": None},
+        {"t_id": "k", "_oe_row_id": "1", "_oe_parent_row_id": "", "_oe_position": 1, "value": None},
+        {"t_id": "k", "_oe_row_id": "2", "_oe_parent_row_id": "", "_oe_position": 2, "value": 1},
     ]
 
 
@@ -375,7 +375,7 @@ def test_array_of_100k_scalars() -> None:
     assert t.num_rows == 100_000
     assert t.column("value").to_pylist() == list(range(100_000))
     assert t.column("_oe_position").to_pylist() == list(range(100_000))
-    assert t.column("_oe_row_id")[99_999].as_py() == "big/99999"
+    assert t.column("_oe_row_id")[99_999].as_py() == "99999"
 
 
 def test_deep_nesting_100_levels() -> None:
@@ -394,7 +394,7 @@ def test_deep_nesting_100_levels() -> None:
     assert len(batch.tables) == 1 + 101  # t$arr, t$arr$value, t$arr$value$value, ...
     deepest = "t$arr" + "$value" * 100
     assert rows(batch.tables[deepest])[0]["value"] == "x"
-    assert rows(batch.tables[deepest])[0]["_oe_row_id"] == "deep" + "/0" * 101
+    assert rows(batch.tables[deepest])[0]["_oe_row_id"] == "/".join(["0"] * 101)
     assert reassemble(batch) == [doc]
 
 
@@ -407,7 +407,7 @@ def test_too_deep_document_is_quarantined_and_others_land() -> None:
     assert batch.tables["t"].column("id").to_pylist() == ["ok1", "ok2"]
     # the quarantined record's partial rows are gone from every table
     assert batch.tables["t$x"].column("value").to_pylist() == [1, 3]
-    assert batch.tables["t$x"].column("_oe_parent_row_id").to_pylist() == ["ok1", "ok2"]
+    assert batch.tables["t$x"].column("t_id").to_pylist() == ["ok1", "ok2"]
     [q] = batch.quarantined
     assert q.record_key == "deep"
     assert "nested deeper" in q.reason
@@ -420,7 +420,8 @@ def test_record_failing_mid_walk_leaves_no_partial_rows() -> None:
     batch = flat(docs)
     assert batch.tables["t"].column("id").to_pylist() == ["a", "b"]
     assert batch.tables["t$x$y"].column("value").to_pylist() == [1, 2]
-    assert batch.tables["t$x$y"].column("_oe_row_id").to_pylist() == ["a/0/0", "b/0/0"]
+    assert batch.tables["t$x$y"].column("t_id").to_pylist() == ["a", "b"]
+    assert batch.tables["t$x$y"].column("_oe_row_id").to_pylist() == ["0/0", "0/0"]
     [q] = batch.quarantined
     assert q.record_key == "bad"
     assert "not a string" in q.reason
@@ -540,7 +541,7 @@ def test_json_keys_colliding_with_system_columns() -> None:
     assert root.column("_oe_partition").to_pylist() == [date(2023, 1, 1)]
     assert root.column("_oe_partition~2").to_pylist() == ["json"]
     q = rows(batch.tables["execution_context$context$quotes"])
-    assert q[0]["_oe_row_id"] == "p/0"
+    assert q[0]["_oe_row_id"] == "0"
     assert q[0]["_oe_row_id~2"] == "mine"
     assert q[0]["context$processid"] == "p"
     assert q[0]["context$processid~2"] == "x"

@@ -180,7 +180,7 @@ def _create_dagster_home(home: Path) -> None:
 
 
 def _assert_no_duplicate_rows(warehouse: Path) -> None:
-    """Every child row once (``_oe_row_id``), every context once, every event-log instance once."""
+    """Every child row once (process id, ``_oe_row_id``), every context once, every event-log instance once."""
     conn = duckdb.connect(str(warehouse), read_only=True)
     try:
         tables = [
@@ -189,12 +189,13 @@ def _assert_no_duplicate_rows(warehouse: Path) -> None:
                 "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'execution_context$%'"
             ).fetchall()
         ]
-        keys = {t: "_oe_row_id" for t in tables}
-        keys.update({"execution_context": "context$processid", "event_log": "instance_id"})
-        keys["raw_process_contexts"] = "process_id"
+        keys = {t: ("context$processid", "_oe_row_id") for t in tables}
+        keys.update({"execution_context": ("context$processid",), "event_log": ("instance_id",)})
+        keys["raw_process_contexts"] = ("process_id",)
         for table, key in keys.items():
+            columns = ", ".join(quote(k) for k in key)
             row = conn.execute(
-                f"SELECT count(*) - count(DISTINCT {quote(key)}) FROM {quote(table)}"
+                f"SELECT count(*) - count(DISTINCT ({columns})) FROM {quote(table)}"
             ).fetchone()
             assert row == (0,), f"duplicate {key} in {table}"
     finally:

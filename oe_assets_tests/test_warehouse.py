@@ -108,8 +108,8 @@ def test_sample_context_lands_with_keys_and_bookkeeping(conn: duckdb.DuckDBPyCon
         'SELECT "context$processid", "_oe_row_id", "_oe_parent_row_id", "_oe_position", "quoteId", price, '
         f'"_oe_partition" FROM {quote_ident(QUOTES)} ORDER BY 4',
     ) == [
-        (PID, f"{PID}/0", PID, 0, "Q-1001", 109.5, date(2023, 10, 16)),
-        (PID, f"{PID}/1", PID, 1, "Q-1002", 114.0, date(2023, 10, 16)),
+        (PID, "0", "", 0, "Q-1001", 109.5, date(2023, 10, 16)),
+        (PID, "1", "", 1, "Q-1002", 114.0, date(2023, 10, 16)),
     ]
     types = col_types(conn, ROOT)
     assert types["metadata$updatedAt"] == "TIMESTAMP"

@@ -29,8 +29,8 @@ import duckdb
 
 from oe_assets import settings
 from oe_assets.client import OeClient, OeClientConfig
-from oe_assets.context_partition import BATCH_SIZE, write_context_partition
-from oe_assets.landing.raw_contexts import iter_raw_documents, land_process_contexts
+from oe_assets.context_partition import write_landed_partitions
+from oe_assets.landing.raw_contexts import land_process_contexts
 from oe_assets.secret import Secret
 from oe_assets.warehouse.connection import connect
 
@@ -38,7 +38,7 @@ from oe_assets.warehouse.connection import connect
 def refresh_day(conn: duckdb.DuckDBPyConnection, client: OeClient, templates: list[str], day: date) -> int:
     """Land and flatten one day, as one partition of the raw and the flattened assets; root rows."""
     land_process_contexts(conn, client, templates, [day])
-    report = write_context_partition(conn, day, iter_raw_documents(conn, day, chunk_size=BATCH_SIZE))
+    [(_, report)] = write_landed_partitions(conn, [day])
     return report.rows_per_table.get("execution_context", 0)
 
 
@@ -62,8 +62,8 @@ def measure(day: date, history_days: int, db: Path, repeat: int) -> dict[str, An
         try:
             began = time.perf_counter()
             landed = land_process_contexts(conn, client, templates, days)
-            for d in sorted(days):
-                write_context_partition(conn, d, iter_raw_documents(conn, d, chunk_size=BATCH_SIZE))
+            for _ in write_landed_partitions(conn, sorted(days)):
+                pass
             history_seconds = time.perf_counter() - began
             timings: list[float] = []
             rows = 0

@@ -402,7 +402,7 @@ def format_report(report: dict[str, Any]) -> str:
         )
         ip = o["in_process"]
         row(
-            "  ours: parse / flatten / write seconds",
+            "  ours: parse / flatten / write s (overlap)",
             f"{ip['seconds_parse']:.1f}/{ip['seconds_flatten']:.1f}/{ip['seconds_write']:.1f}",
             "",
         )

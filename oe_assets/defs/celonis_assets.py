@@ -8,13 +8,13 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from oe_assets.context_partition import BATCH_SIZE, write_context_partition
+from oe_assets.context_partition import BATCH_SIZE, write_landed_partitions
 from oe_assets.defs.metadata import table_metadata
 from oe_assets.defs.partitions import partition_dates
 from oe_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from oe_assets.flatten import ACCOUNTS, CONTEXTS, TEMPLATES, Flattener, TableFamily
 from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, iter_catalog_documents
-from oe_assets.landing.raw_contexts import RAW_CONTEXTS, iter_raw_documents
+from oe_assets.landing.raw_contexts import RAW_CONTEXTS
 from oe_assets.model.schema_file import DeclaredTable
 from oe_assets.timestamps import utc_now
 from oe_assets.warehouse import WriteReport, load_registry, replace_all
@@ -44,9 +44,10 @@ def output_name(table: str, index: int) -> str:
 def describe_child(table: DeclaredTable) -> str:
     root_key = "context$processid" if table.family == "execution_context" else f"{table.family}_id"
     return (
-        f"Child table of `{table.parent}` (an array in the JSON). Every row carries `{root_key}` (links straight "
-        f"to `{table.family}`), `_oe_parent_row_id` (its parent row), `_oe_position` (index in the array) and "
-        "`_oe_row_id` (its own key)."
+        f"Child table of `{table.parent}` (an array in the JSON). Primary key (`{root_key}`, `_oe_row_id`): "
+        f"`{root_key}` links straight to `{table.family}`, `_oe_row_id` is the row's position path inside its "
+        "document (`2`, `2/0`), `_oe_parent_row_id` its parent row's (empty when the parent is the document "
+        "itself) and `_oe_position` its index in the array."
     )
 
 
@@ -152,20 +153,15 @@ def build_context_tables_asset(
         days = partition_dates(context)
         reports: list[WriteReport] = []
         with warehouse.get_connection() as conn:
-            for day in days:
-                reports.append(flatten_context_partition(conn, day))
-                if reports[-1].quarantined:
+            for day, report in write_landed_partitions(conn, days):
+                reports.append(report)
+                if report.quarantined:
                     context.log.warning(
-                        f"{day}: {reports[-1].quarantined} process contexts quarantined (see _oe_quarantine)"
+                        f"{day}: {report.quarantined} process contexts quarantined (see _oe_quarantine)"
                     )
             yield from _results(conn, family_tables, CONTEXTS, reports, days)
 
     return execution_context_tables
-
-
-def flatten_context_partition(conn: duckdb.DuckDBPyConnection, day: date) -> WriteReport:
-    """Raw documents of one day -> execution_context family, replacing that day."""
-    return write_context_partition(conn, day, iter_raw_documents(conn, day, chunk_size=BATCH_SIZE))
 
 
 def rebuild_catalog_family(

@@ -10,7 +10,12 @@ batch each list becomes a pyarrow array in one call, typed columnar:
 * any other mix -> VARCHAR holding each value's JSON text, reported as a :class:`TypeConflict`,
 * all-null -> VARCHAR.
 
-Child-table row keys are built columnar too: ``_oe_row_id = parent row id + "/" + position``.
+Child-table row keys are built columnar too: ``_oe_row_id`` is the row's position path inside
+its document (``2`` for the third element of an array on the document, ``2/0`` for the first
+element of an array inside it), ``_oe_parent_row_id`` the parent's path (``""`` for the root
+row). A child row is identified by (root key, ``_oe_row_id``): short keys instead of the 80
+characters of a process id repeated in three columns of every row (a third of the warehouse's
+size and of its write time).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ _TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
 _TS_UTC = pa.timestamp("us", tz="UTC")
 _TS_NAIVE = pa.timestamp("us")
 _NONE_TYPE = type(None)
+_ROOT_ROW_PATH = pa.scalar("", pa.string())
+"""``_oe_parent_row_id`` of rows whose parent is the document's root row (the empty path)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,7 +381,7 @@ class Flattener:
                 n = n_root
                 key_col = next((c for _, p, c in cols if p == key_path), {})
                 key_arr = pa.array(list(key_col.values()), pa.string())
-                tab.rowid_arr = tab.rootkey_arr = key_arr
+                tab.rootkey_arr = key_arr
                 names.append(self.root_key_name)
                 arrays.append(key_arr)
                 paths[self.root_key_name] = key_path
@@ -384,13 +391,18 @@ class Flattener:
                 if n == 0:
                     continue
                 parent = tab.parent
-                assert parent.rowid_arr is not None
                 assert parent.rootkey_arr is not None
                 pidx_arr = pa.array(tab.pidx, pa.int64())
                 pos_arr = pa.array(tab.pos, pa.int64())
-                parent_ids = parent.rowid_arr.take(pidx_arr)
                 tab.rootkey_arr = parent.rootkey_arr.take(pidx_arr)
-                tab.rowid_arr = pc.binary_join_element_wise(parent_ids, pc.cast(pos_arr, pa.string()), "/")
+                positions = pc.cast(pos_arr, pa.string())
+                if parent.parent is None:  # the parent is the document itself: its path is ""
+                    parent_ids = pa.repeat(_ROOT_ROW_PATH, n)
+                    tab.rowid_arr = positions
+                else:
+                    assert parent.rowid_arr is not None
+                    parent_ids = parent.rowid_arr.take(pidx_arr)
+                    tab.rowid_arr = pc.binary_join_element_wise(parent_ids, positions, "/")
                 names += [family.root_key_column, ROW_ID, PARENT_ROW_ID, POSITION]
                 arrays += [tab.rootkey_arr, tab.rowid_arr, parent_ids, pos_arr]
                 parents[tab.name] = parent.name

@@ -25,10 +25,11 @@ def reassemble(batch: FlatBatch, family: TableFamily | None = None) -> list[dict
     root_paths = batch.json_paths.get(root_name, {})
     key_col = family.root_key_natural_column
 
-    # row id -> element (a dict, list, scalar or None) per table
-    elements: dict[str, dict[str, Any]] = {}
+    # row key -> element (a dict, list, scalar or None) per table; a child row's key is
+    # (root key, row id), a root row's its root key
+    elements: dict[str, dict[Any, Any]] = {}
     docs: list[dict[str, Any]] = []
-    root_by_id: dict[str, Any] = {}
+    root_by_id: dict[Any, Any] = {}
     cols = {name: root.column(name).to_pylist() for name in root_paths}
     keys = root.column(key_col).to_pylist()
     for i, key in enumerate(keys):
@@ -48,11 +49,13 @@ def reassemble(batch: FlatBatch, family: TableFamily | None = None) -> list[dict
             continue
         paths = batch.json_paths.get(name, {})
         data = {c: table.column(c).to_pylist() for c in paths}
+        root_keys = table.column(family.root_key_column).to_pylist()
         row_ids = table.column(ROW_ID).to_pylist()
         parent_ids = table.column(PARENT_ROW_ID).to_pylist()
         positions = table.column(POSITION).to_pylist()
-        by_id: dict[str, Any] = {}
-        groups: dict[str, list[tuple[int, Any]]] = {}
+        parent_is_root = batch.parents[name] == root_name
+        by_id: dict[Any, Any] = {}
+        groups: dict[Any, list[tuple[int, Any]]] = {}
         for i, row_id in enumerate(row_ids):
             el: Any = _MISSING
             obj: dict[str, Any] = {}
@@ -65,8 +68,9 @@ def reassemble(batch: FlatBatch, family: TableFamily | None = None) -> list[dict
                 else:
                     _set(obj, path, v)
             holder = _Element(el if el is not _MISSING else (obj if obj else None))
-            by_id[row_id] = holder
-            groups.setdefault(parent_ids[i], []).append((positions[i], holder))
+            by_id[root_keys[i], row_id] = holder
+            parent_key = root_keys[i] if parent_is_root else (root_keys[i], parent_ids[i])
+            groups.setdefault(parent_key, []).append((positions[i], holder))
         elements[name] = by_id
         pending[name] = groups
 

@@ -168,7 +168,7 @@ def build_data_model(declared: list[DeclaredTable]) -> DataModel:
         if item.parent is None:
             continue
         root_key = CHILD_ROOT_KEYS[item.family]
-        tables.append(ModelTable(item.name, (ROW_ID,), "fact", item.family, item.parent))
+        tables.append(ModelTable(item.name, (root_key, ROW_ID), "fact", item.family, item.parent))
         is_trigger = item.name == "execution_templates$trigger"
         relations.append(
             Relation(
@@ -182,14 +182,19 @@ def build_data_model(declared: list[DeclaredTable]) -> DataModel:
                 description=f"Child table -> {item.family} via {root_key}.",
             )
         )
-        parent_key = ROOT_TABLES[item.family] if item.parent == item.family else ROW_ID
+        # Row ids are paths inside one document: a parent row is found by (root key, its path).
+        if item.parent == item.family:
+            child_columns: tuple[str, ...] = (root_key,)
+            parent_columns: tuple[str, ...] = (ROOT_TABLES[item.family],)
+        else:
+            child_columns, parent_columns = (root_key, PARENT_ROW_ID), (root_key, ROW_ID)
         relations.append(
             Relation(
                 f"{item.name}__to_parent_row",
                 item.name,
-                (PARENT_ROW_ID,),
+                child_columns,
                 item.parent,
-                (parent_key,),
+                parent_columns,
                 "recommended",
                 "ERROR" if item.family == "execution_context" else "WARN",
                 description="Each child row's parent link resolves.",
@@ -200,6 +205,10 @@ def build_data_model(declared: list[DeclaredTable]) -> DataModel:
         relations=tuple(relations),
         notes={
             "activity_table": "event_log is the seed's activity table; activity_log is the activity-level log.",
-            "child_keys": f"child rows: {ROW_ID} (own key), {PARENT_ROW_ID} (parent row), _oe_position (index).",
+            "child_keys": (
+                f"child rows are keyed by (root key, {ROW_ID}): {ROW_ID} is the row's position path inside "
+                f"its document ('2', '2/0'), {PARENT_ROW_ID} its parent row's path ('' for the document's "
+                "root row), _oe_position its index in the array."
+            ),
         },
     )

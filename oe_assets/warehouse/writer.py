@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from oe_assets import faultpoints
 from oe_assets.flatten.flattener import FlatBatch, TypeConflict
 from oe_assets.flatten.naming import PARENT_ROW_ID, POSITION, ROW_ID, TableFamily
 from oe_assets.flatten.registry import Collision, RegisteredColumn, RegisteredTable, SchemaRegistry
+from oe_assets.prefetch import Prefetched
 from oe_assets.warehouse.schema import (
     BIGINT,
     COLUMNS_TABLE,
@@ -204,7 +203,7 @@ class _FamilyWriter:
 
     # ------------------------------------------------------------------ main
     def run(self, batches: Iterable[FlatBatch], *, prefetch: bool) -> WriteReport:
-        source: Iterable[FlatBatch] = _prefetched(batches) if prefetch else batches
+        source: Iterable[FlatBatch] = Prefetched(batches) if prefetch else batches
         try:
             with transaction(self.conn):
                 ensure_bookkeeping(self.conn)
@@ -524,56 +523,6 @@ def _same_partition(value: object, key: str) -> bool:
     if isinstance(value, date):
         return value.isoformat() == key
     return str(value) == key
-
-
-# --------------------------------------------------------------------------- prefetch
-class _Prefetched:
-    """Runs an iterator one item ahead in a daemon thread (errors re-raised in the consumer)."""
-
-    _DONE: Any = object()
-
-    def __init__(self, items: Iterable[FlatBatch], depth: int = 1) -> None:
-        self._q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(iter(items),), daemon=True)
-        self._thread.start()
-
-    def _run(self, it: Iterator[FlatBatch]) -> None:
-        try:
-            for item in it:
-                while not self._stop.is_set():
-                    try:
-                        self._q.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-            self._q.put(("done", None))
-        except BaseException as exc:
-            self._q.put(("error", exc))
-
-    def __iter__(self) -> Iterator[FlatBatch]:
-        while True:
-            kind, value = self._q.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-
-    def close(self) -> None:
-        self._stop.set()
-        while True:  # unblock a producer waiting on a full queue
-            try:
-                self._q.get_nowait()
-            except queue.Empty:
-                break
-        self._thread.join(timeout=5)
-
-
-def _prefetched(items: Iterable[FlatBatch]) -> _Prefetched:
-    return _Prefetched(items)
 
 
 # ------------------------------------------------------------------------------ merge
