@@ -65,6 +65,11 @@ def test_days_in_one_call_equal_days_one_by_one(tmp_path: Path) -> None:
     assert [r.rows_per_table["execution_context"] for _, r in reports] == [4, 3, 1]
     assert [r.batches for _, r in reports] == [2, 2, 1]
 
+    # DuckDB ran single-threaded only while the flattening thread needed the second core
+    assert together.execute("SELECT current_setting('threads')").fetchone() == (
+        duckdb.connect(":memory:").execute("SELECT current_setting('threads')").fetchone()
+    )
+
     apart = duckdb.connect(str(tmp_path / "apart.duckdb"))
     for day, chunks in docs.items():
         write_context_partition(apart, day, chunks, loaded_at=LOADED)
