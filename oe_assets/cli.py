@@ -222,6 +222,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         days=args.days,
         incremental=not args.skip_incremental,
         extraction=not args.skip_extraction,
+        probe=not args.skip_probe,
         incremental_contexts_per_day=args.api_contexts_per_day,
         extraction_contexts_per_day=args.api_contexts_per_day,
         repeat=args.repeat,
@@ -304,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--skip-incremental", action="store_true")
     bench.add_argument("--skip-extraction", action="store_true")
+    bench.add_argument(
+        "--skip-probe",
+        action="store_true",
+        help="skip the DuckDB-only probe (read_json + unnest) of the comparison size",
+    )
     bench.set_defaults(func=cmd_bench)
 
     ui = sub.add_parser("ui", help="start `dagster dev` with the project's DAGSTER_HOME")

@@ -24,6 +24,7 @@ from oe_assets.bench.runner import (
     machine_info,
     run_extraction,
     run_incremental,
+    run_size,
 )
 
 N = 300
@@ -141,3 +142,40 @@ def test_incremental_and_extraction_run_against_small_simulators(tmp_path: Path)
     text = format_report(report)
     assert "incremental: refresh" in text
     assert "extraction:" in text
+
+
+def test_native_probe_builds_the_same_tables_with_the_same_row_counts(tmp_path: Path) -> None:
+    """The DuckDB-only probe is a ceiling only if it did our loader's work: same tables, same rows."""
+    config = BenchConfig(work_dir=tmp_path / "work", keep_files=True, days=3, scale=[])
+    result = run_size(config, N, False, lambda _line: None, with_probe=True)
+    probe = result["native_probe"]
+    assert probe["rows_equal_to_ours"] is True
+    assert probe["wall_seconds"] > 0
+    assert probe["in_process"]["seconds_read_json"] > 0
+    work = config.work_dir / f"n{N}"
+    ours, native = (
+        duckdb.connect(str(work / name), read_only=True) for name in ("ours.duckdb", "probe.duckdb")
+    )
+    lines = "execution_context$context&celonis_postaction_feedback$quotes$lines"
+    try:
+        keys = [
+            conn.execute(
+                f'SELECT "context$processid", _oe_row_id, _oe_parent_row_id, _oe_position FROM "{lines}" ORDER BY ALL'
+            ).fetchall()
+            for conn in (ours, native)
+        ]
+    finally:
+        ours.close()
+        native.close()
+    assert keys[0]
+    assert keys[0] == keys[1]  # the same rows under the same position-path keys
+
+    report = {
+        "date": "2026-01-01T00:00:00+00:00",
+        "machine": machine_info(),
+        "versions": {"python": "3", "duckdb": "1", "pyarrow": "1", "dlt": None},
+        "comparison": result,
+        "scale": [result],
+    }
+    assert "DuckDB-only probe:" in format_report(report)
+    assert "rows equal to ours" in format_report(report)

@@ -57,6 +57,8 @@ class BenchConfig:
     extraction_days: int = 30
     extraction_contexts_per_day: int = 1000
     repeat: int = 5
+    probe: bool = True
+    """also load the comparison size with the DuckDB-only probe (``oe_assets.bench.native_probe``)"""
 
 
 Echo = Callable[[str], None]
@@ -128,8 +130,10 @@ def _loader_result(measured: Measured, contexts: int) -> dict[str, Any]:
     }
 
 
-def run_size(config: BenchConfig, n: int, with_dlt: bool, echo: Echo) -> dict[str, Any]:
-    """Generate N contexts, load them with ours (and dlt), count and compare the rows."""
+def run_size(
+    config: BenchConfig, n: int, with_dlt: bool, echo: Echo, with_probe: bool = False
+) -> dict[str, Any]:
+    """Generate N contexts, load them with ours (and dlt, and the probe), count and compare the rows."""
     work = config.work_dir / f"n{n}"
     if work.exists():
         shutil.rmtree(work)
@@ -188,6 +192,7 @@ def run_size(config: BenchConfig, n: int, with_dlt: bool, echo: Echo) -> dict[st
         echo(f"[{n:,}] dlt: {peer.wall_seconds:,.1f} s, peak RSS {_mb(peer.peak_rss_bytes)}")
         dlt_counts = count_dlt(dlt_db, DATASET)
     result["rows"] = compare(ours_counts, dlt_counts)
+    result["native_probe"] = _run_probe(jsonl, work, n, ours.summary, echo) if with_probe else None
     if result["dlt"] is not None:
         o, d = result["ours"], result["dlt"]
         result["ratios"] = {
@@ -280,6 +285,22 @@ def run_extraction(config: BenchConfig, echo: Echo) -> dict[str, Any]:
     if not measured.ok:
         raise _fail("the extraction benchmark", measured)
     return {**measured.summary, "peak_rss_bytes": measured.peak_rss_bytes}
+
+
+def _run_probe(jsonl: Path, work: Path, n: int, ours_summary: dict[str, Any], echo: Echo) -> dict[str, Any]:
+    """The DuckDB-only probe on the same file; its rows must equal ours, table by table."""
+    echo(f"[{n:,}] DuckDB-only probe: the same file ...")
+    probe = run_measured(
+        _python_module(
+            "oe_assets.bench.native_probe", "--input", str(jsonl), "--db", str(work / "probe.duckdb")
+        )
+    )
+    if not probe.ok:
+        raise _fail("the DuckDB-only probe", probe)
+    echo(f"[{n:,}] DuckDB-only probe: {probe.wall_seconds:,.1f} s, peak RSS {_mb(probe.peak_rss_bytes)}")
+    ours_rows = {t: r for t, r in ours_summary.get("rows_per_table", {}).items() if r}
+    probe_rows = {t: r for t, r in probe.summary.get("rows_per_table", {}).items() if r}
+    return {**_loader_result(probe, n), "rows_equal_to_ours": probe_rows == ours_rows}
 
 
 def _target(name: str, goal: str, value: str, met: bool | None, note: str = "") -> dict[str, Any]:
@@ -424,6 +445,21 @@ def format_report(report: dict[str, Any]) -> str:
             row(f"  {label}{tables}", _num(fam["ours_rows"]), _num(fam["dlt_rows"]), same)
         same = "" if rows["all_equal"] is None else f"{rows['tables_equal']}/{rows['tables_compared']} eq"
         row("  all tables", _num(rows["ours_total_rows"]), _num(rows["dlt_total_rows"]), same)
+        probe = main.get("native_probe")
+        if probe:
+            vs_dlt = (
+                f", {probe['contexts_per_second'] / dlt['contexts_per_second']:.2f}x dlt"
+                if dlt and probe["contexts_per_second"]
+                else ""
+            )
+            lines.append(
+                f"DuckDB-only probe: {probe['wall_seconds']:,.1f} s, {_num(probe['contexts_per_second'])} "
+                f"contexts/s{vs_dlt}, rows {'equal to' if probe['rows_equal_to_ours'] else 'DIFFERENT from'} ours"
+            )
+            lines.append(
+                "  (read_json + unnest, without our registry, type rules, quarantine or partitions: a ceiling "
+                "for moving flattening into DuckDB, not a loader)"
+            )
     scale = report.get("scale") or []
     if scale:
         lines.append("")
@@ -507,7 +543,8 @@ def run_bench(config: BenchConfig, echo: Echo = print) -> dict[str, Any]:
     results = []
     for n in sizes:
         with_dlt = have_dlt and not config.skip_dlt and n <= config.dlt_max_contexts
-        results.append(run_size(config, n, with_dlt, echo))
+        with_probe = config.probe and n == config.contexts
+        results.append(run_size(config, n, with_dlt, echo, with_probe))
     report["comparison"] = next(r for r in results if r["contexts"] == config.contexts)
     report["scale"] = results
     if config.incremental:
