@@ -66,34 +66,27 @@ def write_context_partitions(
         stream = Prefetched(flattened(), depth=PREFETCH_DEPTH)
         items = iter(stream)
         for day, first in items:
+            day_ended = False
 
             def day_batches(first: FlatBatch | None = first) -> Iterator[FlatBatch]:
+                nonlocal day_ended
                 batch = first
                 while batch is not None:
                     yield batch
                     _, batch = next(items)
+                day_ended = True
 
             report = replace_partition(
                 conn, CONTEXTS, day.isoformat(), day_batches(), partition_column=PARTITION_COLUMN
             )
+            if not day_ended:  # the next item would be mistaken for another day's first batch
+                raise RuntimeError(f"the write of {day} stopped before the day's last batch")
             yield day, report
     finally:
         if stream is not None:
             stream.close()
         if threads is not None:
             conn.execute(f"SET threads = {int(threads[0])}")
-
-
-def write_context_partition(
-    conn: duckdb.DuckDBPyConnection,
-    day: date,
-    chunks: Iterable[Sequence[object]],
-    *,
-    loaded_at: datetime | None = None,
-) -> WriteReport:
-    """Flatten ``chunks`` (lists of raw documents, all created on ``day``) and replace that day."""
-    [(_, report)] = write_context_partitions(conn, [(day, chunks)], loaded_at=loaded_at)
-    return report
 
 
 def write_landed_partitions(

@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from oe_assets.context_partition import write_context_partition, write_context_partitions
+from oe_assets.context_partition import write_context_partitions
 from oe_assets.prefetch import Prefetched
 
 DAYS = [date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3)]
@@ -72,7 +72,7 @@ def test_days_in_one_call_equal_days_one_by_one(tmp_path: Path) -> None:
 
     apart = duckdb.connect(str(tmp_path / "apart.duckdb"))
     for day, chunks in docs.items():
-        write_context_partition(apart, day, chunks, loaded_at=LOADED)
+        list(write_context_partitions(apart, [(day, chunks)], loaded_at=LOADED))
     assert snapshot(together) == snapshot(apart)
     # the case-only collision of day 2 got the same name in both warehouses
     names = {r[1] for r in snapshot(together)["_oe_columns"] if "quotes" in r[0]}

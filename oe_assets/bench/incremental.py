@@ -9,7 +9,7 @@ First the whole history is loaded (untimed) the way the assets do it: every day 
 ``raw_process_contexts`` and flattened into the ``execution_context`` family. Then day ``D`` is
 refreshed ``--repeat`` times and timed: :func:`~oe_assets.landing.raw_contexts.land_process_contexts`
 (the API read of that day and the raw table's replace) followed by
-:func:`~oe_assets.context_partition.write_context_partition` of the day's raw documents, which is
+:func:`~oe_assets.context_partition.write_landed_partitions` of the day's raw documents, which is
 what materializing one partition of ``raw_process_contexts`` and ``execution_context_tables`` runs.
 """
 
