@@ -8,13 +8,17 @@ persisted schema registry, one :class:`~oe_assets.flatten.Flattener` for the run
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Literal
 
 import duckdb
 
 from oe_assets.flatten import CONTEXTS, FlatBatch, Flattener
-from oe_assets.landing.raw_contexts import iter_raw_documents
+from oe_assets.flatten_process import FlattenProcess, FlattenTimes, Job, flatten_timed
+from oe_assets.landing.raw_contexts import count_raw_documents, iter_raw_document_texts
 from oe_assets.prefetch import Prefetched
 from oe_assets.timestamps import utc_now
 from oe_assets.warehouse import WriteReport, load_registry, replace_partition
@@ -24,9 +28,26 @@ BATCH_SIZE = 5000
 """Documents per flattened batch (one DuckDB insert per table per batch)."""
 PREFETCH_DEPTH = 2
 """Flattened batches that may wait for the writer (what bounds the memory of running ahead)."""
+PROCESS_MIN_DOCUMENTS = 20_000
+"""From this many documents in a run on, flatten in a child process (below, starting one costs
+more than it saves: ~0.5 s against ~0.2 s of writing per 1,000 contexts overlapped)."""
 
+FlattenIn = Literal["thread", "process"]
 DayDocuments = tuple[date, Iterable[Sequence[object]]]
-"""A creation day and its raw documents in chunks."""
+"""A creation day and its documents in chunks (JSON texts, or documents already parsed)."""
+
+
+def flatten_in_for(documents: int) -> FlattenIn:
+    """Where a run of ``documents`` contexts flattens (the asset's and the benchmark's rule)."""
+    return "process" if documents >= PROCESS_MIN_DOCUMENTS else "thread"
+
+
+@dataclass(slots=True)
+class WriteTimes:
+    """Where a run's time went: parse + flatten (running ahead) and the writer's waits for them."""
+
+    flattening: FlattenTimes = field(default_factory=FlattenTimes)
+    writer_waiting: float = 0.0
 
 
 def write_context_partitions(
@@ -34,37 +55,59 @@ def write_context_partitions(
     days: Iterable[DayDocuments],
     *,
     loaded_at: datetime | None = None,
+    flatten_in: FlattenIn = "thread",
+    times: WriteTimes | None = None,
 ) -> Iterator[tuple[date, WriteReport]]:
     """Flatten each day's chunks and replace that day, one transaction per day, in order.
 
-    Parsing and flattening run in a background thread, up to :data:`PREFETCH_DEPTH` batches
-    (across day boundaries) ahead of the writer, so Python flattens the next batch while DuckDB
-    (which releases the GIL) writes this one: 100k contexts over 30 days took ~10.4 s instead
-    of 12.3-13.0 s one after the other (less than full overlap: on two cores each slows the
-    other). ``days`` and its chunks are consumed in that thread, so they must not use
-    ``conn`` (give them a cursor of their own). One registry serves the whole run: it starts
-    as the warehouse's and learns each name as it is given, as reloading it per day would.
-    A day's report is yielded once that day is committed; an error rolls back the day being
-    written (committed days stay) and is re-raised.
+    Parsing and flattening run ahead of the writer, up to :data:`PREFETCH_DEPTH` batches
+    (across day boundaries), in a thread or (``flatten_in="process"``) a child process: DuckDB
+    writes one batch while Python flattens the next. In a thread both share the GIL, and each
+    of the writer's DuckDB calls waits to take it back; see :mod:`oe_assets.flatten_process`.
+    ``days`` and its chunks are consumed in the flattening thread, or in the caller's thread
+    between writes with a process, so they must not use ``conn`` (give them a cursor of their
+    own). One registry serves the whole run: it starts as the warehouse's and learns each name
+    as it is given, as reloading it per day would. A day's report is yielded once that day is
+    committed; an error rolls back the day being written (committed days stay) and is re-raised.
     """
-    flattener = Flattener(CONTEXTS, load_registry(conn, CONTEXTS))
+    registry = load_registry(conn, CONTEXTS)
     stamp = loaded_at or utc_now()
-    # The flattening thread needs a core of its own: a second DuckDB worker thread competing
-    # for it made a 30-day load ~8% slower on two cores (measured with oe_assets.bench.ours).
-    threads = conn.execute("SELECT current_setting('threads')").fetchone()
+    times = times if times is not None else WriteTimes()
 
-    def flattened() -> Iterator[tuple[date, FlatBatch | None]]:
+    def jobs() -> Iterator[Job[date]]:
         for day, chunks in days:
             constants = {PARTITION_COLUMN: day, "_oe_loaded_at": stamp}
             for chunk in chunks:
-                yield day, flattener.flatten(chunk, constant_columns=constants)
-            yield day, None  # the day is complete
+                yield day, chunk, constants
+            yield day, None, None  # the day is complete
 
-    stream: Prefetched[tuple[date, FlatBatch | None]] | None = None
+    stream: Iterator[tuple[date, FlatBatch | None]]
+    closer: Prefetched[tuple[date, FlatBatch | None]] | FlattenProcess[date] | None = None
+    threads = conn.execute("SELECT current_setting('threads')").fetchone()
     try:
+        # The flattening side needs a core of its own: a second DuckDB worker thread competing
+        # for it made a 30-day load ~8% slower on two cores.
         conn.execute("SET threads = 1")
-        stream = Prefetched(flattened(), depth=PREFETCH_DEPTH)
-        items = iter(stream)
+        if flatten_in == "process":
+            process: FlattenProcess[date] = FlattenProcess(CONTEXTS, registry, depth=PREFETCH_DEPTH)
+            closer = process
+            stream = _counted(process.run(jobs()), times.flattening)
+        else:
+            flattener = Flattener(CONTEXTS, registry)
+
+            def flattened() -> Iterator[tuple[date, FlatBatch | None]]:
+                for day, chunk, constants in jobs():
+                    if chunk is None:
+                        yield day, None
+                        continue
+                    batch, spent = flatten_timed(flattener, chunk, constants)
+                    times.flattening.add(spent)
+                    yield day, batch
+
+            prefetched = Prefetched(flattened(), depth=PREFETCH_DEPTH)
+            closer = prefetched
+            stream = iter(prefetched)
+        items = _waits_timed(stream, times)
         for day, first in items:
             day_ended = False
 
@@ -83,26 +126,58 @@ def write_context_partitions(
                 raise RuntimeError(f"the write of {day} stopped before the day's last batch")
             yield day, report
     finally:
-        if stream is not None:
-            stream.close()
+        if closer is not None:
+            closer.close()
         if threads is not None:
             conn.execute(f"SET threads = {int(threads[0])}")
 
 
+def _counted(
+    results: Iterator[tuple[date, FlatBatch | None, FlattenTimes | None]], total: FlattenTimes
+) -> Iterator[tuple[date, FlatBatch | None]]:
+    for day, batch, spent in results:
+        if spent is not None:
+            total.add(spent)
+        yield day, batch
+
+
+def _waits_timed(
+    stream: Iterator[tuple[date, FlatBatch | None]], times: WriteTimes
+) -> Iterator[tuple[date, FlatBatch | None]]:
+    """``stream``, adding the time the writer waits for each item to ``times.writer_waiting``."""
+    while True:
+        began = time.perf_counter()
+        try:
+            item = next(stream)
+        except StopIteration:
+            return
+        finally:
+            times.writer_waiting += time.perf_counter() - began
+        yield item
+
+
 def write_landed_partitions(
-    conn: duckdb.DuckDBPyConnection, days: Iterable[date], *, loaded_at: datetime | None = None
+    conn: duckdb.DuckDBPyConnection,
+    days: Iterable[date],
+    *,
+    loaded_at: datetime | None = None,
+    flatten_in: FlattenIn | None = None,
 ) -> Iterator[tuple[date, WriteReport]]:
     """The landed raw documents of ``days`` (``raw_process_contexts``) -> their partitions.
 
     The documents are read through a cursor of their own (a separate DuckDB connection, made
-    here in the caller's thread) because the flattening thread reads them while ``conn`` writes.
+    here in the caller's thread) because they are read while ``conn`` writes. Where they are
+    flattened follows :func:`flatten_in_for` of their number unless ``flatten_in`` says.
     """
+    days = list(days)
+    mode = flatten_in or flatten_in_for(count_raw_documents(conn, days))
     reader = conn.cursor()
     try:
         yield from write_context_partitions(
             conn,
-            ((day, iter_raw_documents(reader, day, chunk_size=BATCH_SIZE)) for day in days),
+            ((day, iter_raw_document_texts(reader, day, chunk_size=BATCH_SIZE)) for day in days),
             loaded_at=loaded_at,
+            flatten_in=mode,
         )
     finally:
         reader.close()

@@ -67,6 +67,18 @@ def test_our_loader_writes_one_row_per_array_element(tmp_path: Path) -> None:
     assert summary["contexts"] == N
     assert summary["partitions"] == len(days)
     assert summary["quarantined"] == 0
+    assert summary["flatten_in"] == "thread"  # too few contexts to pay for a process
+
+    # flattening in a child process (what a run of PROCESS_MIN_DOCUMENTS or more does) writes the same
+    in_process = run_measured(
+        _module(
+            "ours", "--input", str(jsonl), "--db", str(tmp_path / "process.duckdb"), "--flatten-in", "process"
+        )
+    )
+    assert in_process.ok, in_process.stderr_tail
+    assert in_process.summary["flatten_in"] == "process"
+    assert in_process.summary["rows_per_table"] == summary["rows_per_table"]
+    assert in_process.summary["seconds_flatten"] > 0
 
     conn = duckdb.connect(str(db), read_only=True)
     try:

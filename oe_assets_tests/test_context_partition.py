@@ -1,7 +1,9 @@
-"""Several days in one write (a single-run backfill), flattening ahead of DuckDB in a thread."""
+"""Several days in one write (a single-run backfill), flattening ahead of DuckDB in a thread or a
+child process; both must write the same warehouse."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
@@ -10,13 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pytest
 
-from oe_assets.context_partition import write_context_partitions
+from oe_assets.context_partition import (
+    PROCESS_MIN_DOCUMENTS,
+    FlattenIn,
+    WriteTimes,
+    flatten_in_for,
+    write_context_partitions,
+    write_landed_partitions,
+)
+from oe_assets.landing.raw_contexts import ensure_raw_tables
 from oe_assets.prefetch import Prefetched
 
 DAYS = [date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3)]
 LOADED = datetime(2025, 2, 1)
+MODES: list[FlattenIn] = ["thread", "process"]
 
 
 def ctx(pid: str, day: date, **context: Any) -> dict[str, Any]:
@@ -57,15 +69,21 @@ def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]
     return out
 
 
-def test_days_in_one_call_equal_days_one_by_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flatten_in", MODES)
+def test_days_in_one_call_equal_days_one_by_one(tmp_path: Path, flatten_in: FlattenIn) -> None:
     docs = documents()
     together = duckdb.connect(str(tmp_path / "together.duckdb"))
-    reports = list(write_context_partitions(together, docs.items(), loaded_at=LOADED))
+    times = WriteTimes()
+    reports = list(
+        write_context_partitions(together, docs.items(), loaded_at=LOADED, flatten_in=flatten_in, times=times)
+    )
+    assert times.flattening.documents == 8
+    assert times.flattening.flatten > 0
     assert [day for day, _ in reports] == DAYS
     assert [r.rows_per_table["execution_context"] for _, r in reports] == [4, 3, 1]
     assert [r.batches for _, r in reports] == [2, 2, 1]
 
-    # DuckDB ran single-threaded only while the flattening thread needed the second core
+    # DuckDB ran single-threaded only while the flattening side needed the second core
     assert together.execute("SELECT current_setting('threads')").fetchone() == (
         duckdb.connect(":memory:").execute("SELECT current_setting('threads')").fetchone()
     )
@@ -79,7 +97,10 @@ def test_days_in_one_call_equal_days_one_by_one(tmp_path: Path) -> None:
     assert {"Supplier", "supplier~2"} <= names
 
 
-def test_a_failing_day_rolls_back_alone_and_the_error_reaches_the_caller(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flatten_in", MODES)
+def test_a_failing_day_rolls_back_alone_and_the_error_reaches_the_caller(
+    tmp_path: Path, flatten_in: FlattenIn
+) -> None:
     conn = duckdb.connect(str(tmp_path / "w.duckdb"))
     list(write_context_partitions(conn, [(DAYS[1], [[ctx("old", DAYS[1])]])], loaded_at=LOADED))
 
@@ -91,7 +112,7 @@ def test_a_failing_day_rolls_back_alone_and_the_error_reaches_the_caller(tmp_pat
     written: list[date] = []
 
     def write_all() -> None:
-        for day, _ in write_context_partitions(conn, days, loaded_at=LOADED):
+        for day, _ in write_context_partitions(conn, days, loaded_at=LOADED, flatten_in=flatten_in):
             written.append(day)
 
     with pytest.raises(RuntimeError, match="the raw table could not be read"):
@@ -132,3 +153,83 @@ def test_prefetch_runs_ahead_boundedly_and_stops_when_closed() -> None:
     assert not any(t.name == "oe-prefetch" and t.is_alive() for t in threading.enumerate())
     with pytest.raises(ValueError, match="at least 1"):
         Prefetched([], depth=0)
+
+
+def _children() -> list[Any]:
+    return [p for p in multiprocessing.active_children() if p.name == "oe-flatten"]
+
+
+@pytest.mark.parametrize("flatten_in", MODES)
+def test_a_document_that_is_not_json_fails_its_day_by_name(tmp_path: Path, flatten_in: FlattenIn) -> None:
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
+    good = orjson.dumps(ctx("a0", DAYS[0])).decode()
+    days = [(DAYS[0], [[good]]), (DAYS[1], [[orjson.dumps(ctx("b0", DAYS[1])).decode(), '{"metadata": ']])]
+    written: list[date] = []
+
+    def write_all() -> None:
+        for day, _ in write_context_partitions(conn, days, loaded_at=LOADED, flatten_in=flatten_in):
+            written.append(day)
+
+    with pytest.raises(ValueError, match=r"document 1 of a chunk of partition 2025-01-02 is not valid JSON"):
+        write_all()
+    assert written == [DAYS[0]]
+    assert conn.execute('SELECT "context$processid" FROM execution_context').fetchall() == [("a0",)]
+    assert not _children()
+
+
+def test_the_flattening_process_ends_when_the_writer_stops_early(tmp_path: Path) -> None:
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
+    days = [(day, [[ctx(f"{day}-{i}", day) for i in range(50)]]) for day in DAYS]
+    stream = write_context_partitions(conn, days, loaded_at=LOADED, flatten_in="process")
+    first_day, _ = next(stream)
+    assert first_day == DAYS[0]
+    assert len(_children()) == 1
+    stream.close()  # the caller stops after one day (e.g. the run was cancelled)
+    assert not _children()
+    assert conn.execute("SELECT count(*) FROM execution_context").fetchone() == (50,)
+
+
+def test_a_flattening_process_that_dies_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
+
+    def chunks() -> Iterator[list[dict[str, Any]]]:
+        yield [ctx("a0", DAYS[0])]
+        for child in _children():
+            child.kill()  # as the OOM killer would
+            child.join()
+        yield [ctx("a1", DAYS[0])]
+
+    with pytest.raises(RuntimeError, match="flattening process exited"):
+        list(write_context_partitions(conn, [(DAYS[0], chunks())], loaded_at=LOADED, flatten_in="process"))
+    assert conn.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'execution_context'"
+    ).fetchone() == (0,)
+
+
+def test_landed_partitions_flatten_where_their_number_says(tmp_path: Path) -> None:
+    assert flatten_in_for(PROCESS_MIN_DOCUMENTS - 1) == "thread"
+    assert flatten_in_for(PROCESS_MIN_DOCUMENTS) == "process"
+    warehouses = {}
+    for mode in MODES:
+        conn = duckdb.connect(str(tmp_path / f"{mode}.duckdb"))
+        ensure_raw_tables(conn)
+        for day, chunks in documents().items():
+            for chunk in chunks:
+                conn.executemany(
+                    "INSERT INTO raw_process_contexts (process_id, created_at, partition_date, document, "
+                    "document_sha256, loaded_at) VALUES (?, ?, ?, ?, '-', ?)",
+                    [
+                        [
+                            d["context"]["processid"],
+                            datetime(day.year, day.month, day.day),
+                            day,
+                            orjson.dumps(d).decode(),
+                            LOADED,
+                        ]
+                        for d in chunk
+                    ],
+                )
+        reports = list(write_landed_partitions(conn, DAYS, loaded_at=LOADED, flatten_in=mode))
+        assert [r.rows_per_table["execution_context"] for _, r in reports] == [4, 3, 1]
+        warehouses[mode] = snapshot(conn)
+    assert warehouses["thread"] == warehouses["process"]

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
 import orjson
 import pytest
 
+from oe_assets import context_partition
 from oe_assets.definitions import build_definitions
 from oe_assets.defs.resources import OeApiResource, WarehouseResource
 from oe_assets.defs.runner import GraphRunReport, run_whole_graph
+from oe_assets.flatten_process import FlattenProcess
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.conftest import SEED_DOC, SEED_SQL
 from oe_assets_tests.helpers import (
@@ -117,30 +121,34 @@ def test_every_check_passes_on_simulator_data(loaded: Loaded) -> None:
     assert {"fk_context_to_template", "fk_event_log_instance_to_context", "pk_execution_context"} <= names
 
 
+def warehouse_snapshot(warehouse_path: Path) -> dict[str, list]:
+    conn = duckdb.connect(str(warehouse_path), read_only=True)
+    try:
+        tables = [*table_names(conn, "execution_context"), "event_log", "raw_process_contexts"]
+        return {
+            t: sorted(
+                map(
+                    repr,
+                    conn.execute(
+                        f'SELECT * EXCLUDE (_oe_loaded_at) FROM "{t}"'
+                        if t.startswith("execution_context")
+                        else f'SELECT * EXCLUDE (loaded_at) FROM "{t}"'
+                        if t == "raw_process_contexts"
+                        else f'SELECT * FROM "{t}"'
+                    ).fetchall(),
+                )
+            )
+            for t in tables
+        }
+    finally:
+        conn.close()
+
+
 def test_rematerializing_a_partition_is_idempotent(loaded: Loaded) -> None:
     defs, days, warehouse_path, instance = loaded.defs, loaded.days, loaded.warehouse, loaded.instance
 
     def snapshot() -> dict[str, list]:
-        conn = duckdb.connect(str(warehouse_path), read_only=True)
-        try:
-            tables = [*table_names(conn, "execution_context"), "event_log", "raw_process_contexts"]
-            return {
-                t: sorted(
-                    map(
-                        repr,
-                        conn.execute(
-                            f'SELECT * EXCLUDE (_oe_loaded_at) FROM "{t}"'
-                            if t.startswith("execution_context")
-                            else f'SELECT * EXCLUDE (loaded_at) FROM "{t}"'
-                            if t == "raw_process_contexts"
-                            else f'SELECT * FROM "{t}"'
-                        ).fetchall(),
-                    )
-                )
-                for t in tables
-            }
-        finally:
-            conn.close()
+        return warehouse_snapshot(warehouse_path)
 
     before = snapshot()
     result = defs.resolve_job_def("refresh_process_contexts").execute_in_process(
@@ -148,6 +156,30 @@ def test_rematerializing_a_partition_is_idempotent(loaded: Loaded) -> None:
     )
     assert result.success
     assert snapshot() == before
+
+
+def test_a_run_flattening_in_a_child_process_writes_the_same_tables(
+    loaded: Loaded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large run (PROCESS_MIN_DOCUMENTS contexts or more) flattens in a child process; lowered
+    here so that a Dagster run of this small partition takes that path."""
+    monkeypatch.setattr(context_partition, "PROCESS_MIN_DOCUMENTS", 1)
+    started: list[int] = []
+
+    class Counted(FlattenProcess):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(1)
+
+    monkeypatch.setattr(context_partition, "FlattenProcess", Counted)
+    before = warehouse_snapshot(loaded.warehouse)
+    result = loaded.defs.resolve_job_def("refresh_process_contexts").execute_in_process(
+        instance=loaded.instance, partition_key=loaded.days[2].isoformat()
+    )
+    assert result.success
+    assert warehouse_snapshot(loaded.warehouse) == before
+    assert started == [1]
+    assert not [p for p in multiprocessing.active_children() if p.name == "oe-flatten"]
 
 
 @pytest.mark.skipif(not SEED_DOC.exists(), reason="shared/seed is not beside this clone")

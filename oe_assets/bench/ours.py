@@ -4,16 +4,18 @@
 
 The documents go through :func:`oe_assets.context_partition.write_context_partitions`, the
 function the ``execution_context_tables`` asset calls for the daily partitions of a run (schema
-registry, :class:`~oe_assets.flatten.Flattener` running ahead in a thread,
+registry, :class:`~oe_assets.flatten.Flattener` running ahead in a thread or, from
+:data:`~oe_assets.context_partition.PROCESS_MIN_DOCUMENTS` contexts on, a child process,
 :func:`~oe_assets.warehouse.replace_partition`), one partition (and one transaction) per
 creation day, in chunks of the asset's batch size: a 30-day file is loaded as a single-run
 backfill of 30 partitions is. The only difference from the asset is where the documents come
-from: the file, read line by line with orjson, instead of the ``raw_process_contexts`` table.
+from: the file (JSON texts and their ``createdAt`` read by DuckDB) instead of the
+``raw_process_contexts`` table.
 
-Timing: ``parse`` is reading and parsing the file and ``flatten`` the time spent inside
-``Flattener.flatten`` (both in the flattening thread); ``write`` is the writer's busy time
-(DuckDB DDL, inserts, commits: the wall time less the time it waited for flattened batches).
-The three overlap, so they add up to more than the wall time.
+Timing: ``parse`` is parsing the JSON texts and ``flatten`` the time spent inside
+``Flattener.flatten`` (both on the flattening side); ``write`` is the writer's busy time
+(reading the file, DuckDB DDL, inserts, commits: the wall time less the time it waited for
+flattened batches). The three overlap, so they add up to more than the wall time.
 """
 
 from __future__ import annotations
@@ -25,68 +27,70 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import orjson
+import duckdb
 
-from oe_assets import context_partition
-from oe_assets.context_partition import BATCH_SIZE, write_context_partitions
-from oe_assets.flatten import Flattener
-from oe_assets.prefetch import Prefetched
+from oe_assets.context_partition import (
+    BATCH_SIZE,
+    FlattenIn,
+    WriteTimes,
+    flatten_in_for,
+    write_context_partitions,
+)
 from oe_assets.timestamps import parse_oe_timestamp, utc_now
 from oe_assets.warehouse.connection import connect
 
 
-class _Clock:
-    """Seconds spent parsing and flattening, and seconds the writer waited for a batch."""
-
-    def __init__(self) -> None:
-        self.documents = 0
-        self.parse = 0.0
-        self.flatten = 0.0
-        self.wait = 0.0
-
-
-def _created_day(doc: Any, line_no: int) -> date:
+def _created_day(created: object, ordinal: int) -> date:
     """The UTC creation day, as the raw landing computes ``partition_date``."""
-    created = None
-    if type(doc) is dict:
-        meta = doc.get("metadata")
-        if type(meta) is dict:
-            value = meta.get("createdAt")
-            if type(value) is str and len(value) == 24 and value[-1] == "Z" and value[10] == "T":
-                with contextlib.suppress(ValueError):  # the API's own shape: already UTC
-                    return date.fromisoformat(value[:10])
-            created = parse_oe_timestamp(value)
-    if created is None:
-        raise ValueError(f"line {line_no}: metadata.createdAt is missing or not an ISO-8601 timestamp")
-    return created.date()
+    if type(created) is str and len(created) == 24 and created[-1] == "Z" and created[10] == "T":
+        with contextlib.suppress(ValueError):  # the API's own shape: already UTC
+            return date.fromisoformat(created[:10])
+    parsed = parse_oe_timestamp(created)
+    if parsed is None:
+        raise ValueError(
+            f"document {ordinal}: metadata.createdAt {created!r} is missing or not an ISO-8601 timestamp"
+        )
+    return parsed.date()
 
 
-def iter_day_chunks(
-    path: Path, chunk_size: int = BATCH_SIZE, clock: _Clock | None = None
-) -> Iterator[tuple[date, Iterator[list[Any]]]]:
-    """``(day, chunks)`` per creation day, streaming; the file must be in createdAt order by day.
+def count_documents(path: Path) -> int:
+    """Lines holding a document (what the asset learns from a count over the raw table)."""
+    count = 0
+    with path.open("rb") as f:
+        for line in f:
+            count += bool(line.strip())
+    return count
 
-    Each day's chunks (lists of at most ``chunk_size`` documents) must be consumed before the
-    next day is asked for (as :func:`itertools.groupby` does).
+
+def iter_day_chunks(path: Path, chunk_size: int = BATCH_SIZE) -> Iterator[tuple[date, Iterator[list[str]]]]:
+    """``(day, chunks of JSON texts)`` per creation day, streaming; the file must be by day.
+
+    DuckDB reads the lines and picks ``metadata.createdAt`` (``read_ndjson_objects``, its own
+    in-memory connection), which stands in for the raw table the asset reads: its documents
+    are texts beside a ``partition_date`` column. Parsing is left to the flattening side, as
+    for the asset. Each day's chunks must be consumed before the next day is asked for.
     """
-    clock = clock or _Clock()
+    reader = duckdb.connect(config={"threads": 1})  # the other core flattens
+    rows = reader.execute(
+        "SELECT CAST(json AS VARCHAR), json_extract_string(json, '$.metadata.createdAt') "
+        "FROM read_ndjson_objects(?)",
+        [str(path)],
+    )
 
-    def docs() -> Iterator[tuple[date, Any]]:
-        with path.open("rb") as f:
-            for line_no, line in enumerate(f, start=1):
-                began = time.perf_counter()
-                if not line.strip():
-                    continue
-                doc = orjson.loads(line)
-                day = _created_day(doc, line_no)
-                clock.parse += time.perf_counter() - began
-                clock.documents += 1
-                yield day, doc
+    def docs() -> Iterator[tuple[date, str]]:
+        ordinal = 0
+        try:
+            while batch := rows.fetchmany(chunk_size):
+                for text, created in batch:
+                    ordinal += 1
+                    yield _created_day(created, ordinal), text
+        finally:
+            reader.close()
 
     done: set[date] = set()
     for day, group in itertools.groupby(docs(), key=lambda item: item[0]):
@@ -96,80 +100,49 @@ def iter_day_chunks(
                 "createdAt (oe_assets.bench.generate writes it so)"
             )
         done.add(day)
-        documents = (doc for _, doc in group)
+        texts = (text for _, text in group)
 
-        def chunks(documents: Iterator[Any] = documents) -> Iterator[list[Any]]:
-            while chunk := list(itertools.islice(documents, chunk_size)):
+        def chunks(texts: Iterator[str] = texts) -> Iterator[list[str]]:
+            while chunk := list(itertools.islice(texts, chunk_size)):
                 yield chunk
 
         yield day, chunks()
 
 
-def _timed(method: Callable[..., Any], clock: _Clock) -> Callable[..., Any]:
-    def flatten(self: Flattener, *args: Any, **kwargs: Any) -> Any:
-        began = time.perf_counter()
-        try:
-            return method(self, *args, **kwargs)
-        finally:
-            clock.flatten += time.perf_counter() - began
-
-    return flatten
-
-
-def _waits_timed(clock: _Clock) -> type[Prefetched[Any]]:
-    """A :class:`Prefetched` that adds the consumer's time blocked on the queue to ``clock.wait``."""
-
-    class TimedPrefetched(Prefetched[Any]):
-        def __iter__(self) -> Iterator[Any]:
-            items = super().__iter__()
-            while True:
-                began = time.perf_counter()
-                try:
-                    item = next(items)
-                except StopIteration:
-                    return
-                finally:
-                    clock.wait += time.perf_counter() - began
-                yield item
-
-    return TimedPrefetched
-
-
-def load_jsonl(path: Path, db: Path, *, chunk_size: int = BATCH_SIZE) -> dict[str, Any]:
+def load_jsonl(
+    path: Path, db: Path, *, chunk_size: int = BATCH_SIZE, flatten_in: FlattenIn | None = None
+) -> dict[str, Any]:
     """Load ``path`` into the DuckDB file ``db`` the way the asset does; a summary dict."""
-    clock = _Clock()
-    original = Flattener.flatten
-    Flattener.flatten = _timed(original, clock)  # type: ignore[method-assign]
-    context_partition.Prefetched = _waits_timed(clock)  # type: ignore[misc]
     rows: dict[str, int] = {}
     partitions = quarantined = 0
+    times = WriteTimes()
     began = time.perf_counter()
+    mode = flatten_in or flatten_in_for(count_documents(path))
+    conn = connect(db)
     try:
-        conn = connect(db)
-        try:
-            days = iter_day_chunks(path, chunk_size, clock)
-            for _day, report in write_context_partitions(conn, days, loaded_at=utc_now()):
-                partitions += 1
-                quarantined += report.quarantined
-                for table, n in report.rows_per_table.items():
-                    rows[table] = rows.get(table, 0) + n
-        finally:
-            conn.close()
+        days = iter_day_chunks(path, chunk_size)
+        for _day, report in write_context_partitions(
+            conn, days, loaded_at=utc_now(), flatten_in=mode, times=times
+        ):
+            partitions += 1
+            quarantined += report.quarantined
+            for table, n in report.rows_per_table.items():
+                rows[table] = rows.get(table, 0) + n
     finally:
-        Flattener.flatten = original  # type: ignore[method-assign]
-        context_partition.Prefetched = Prefetched  # type: ignore[misc]
+        conn.close()
     seconds = time.perf_counter() - began
     return {
         "loader": "ours",
-        "contexts": clock.documents,
+        "contexts": times.flattening.documents,
+        "flatten_in": mode,
         "partitions": partitions,
         "quarantined": quarantined,
         "rows_per_table": rows,
         "seconds": round(seconds, 3),
-        "seconds_parse": round(clock.parse, 3),
-        "seconds_flatten": round(clock.flatten, 3),
-        "seconds_write": round(seconds - clock.wait, 3),
-        "seconds_writer_waiting": round(clock.wait, 3),
+        "seconds_parse": round(times.flattening.parse, 3),
+        "seconds_flatten": round(times.flattening.flatten, 3),
+        "seconds_write": round(seconds - times.writer_waiting, 3),
+        "seconds_writer_waiting": round(times.writer_waiting, 3),
         "peak_rss_self_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
@@ -179,16 +152,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", required=True, type=Path)
     parser.add_argument("--db", required=True, type=Path)
     parser.add_argument("--chunk-size", type=int, default=BATCH_SIZE)
+    parser.add_argument(
+        "--flatten-in",
+        choices=["thread", "process"],
+        default=None,
+        help="where to flatten (default: the asset's rule for the file's number of contexts)",
+    )
     parser.add_argument("--profile", type=Path, default=None, help="write a cProfile dump here")
     args = parser.parse_args(argv)
     if args.profile is not None:
         import cProfile
 
         profiler = cProfile.Profile()
-        summary = profiler.runcall(load_jsonl, args.input, args.db, chunk_size=args.chunk_size)
+        summary = profiler.runcall(
+            load_jsonl, args.input, args.db, chunk_size=args.chunk_size, flatten_in=args.flatten_in
+        )
         profiler.dump_stats(str(args.profile))
     else:
-        summary = load_jsonl(args.input, args.db, chunk_size=args.chunk_size)
+        summary = load_jsonl(args.input, args.db, chunk_size=args.chunk_size, flatten_in=args.flatten_in)
     sys.stdout.write(json.dumps(summary) + "\n")
     return 0
 

@@ -423,7 +423,7 @@ def format_report(report: dict[str, Any]) -> str:
         )
         ip = o["in_process"]
         row(
-            "  ours: parse / flatten / write s (overlap)",
+            f"  ours: parse/flatten/write s (in a {ip.get('flatten_in', 'thread')})",
             f"{ip['seconds_parse']:.1f}/{ip['seconds_flatten']:.1f}/{ip['seconds_write']:.1f}",
             "",
         )

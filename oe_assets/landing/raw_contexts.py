@@ -290,10 +290,22 @@ def land_process_contexts(
     return report
 
 
-def iter_raw_documents(
+def count_raw_documents(conn: duckdb.DuckDBPyConnection, partition_dates: Sequence[date]) -> int:
+    """Landed documents of the given days (what a write of those partitions will flatten)."""
+    if not partition_dates:
+        return 0
+    row = conn.execute(
+        f"SELECT count(*) FROM {RAW_CONTEXTS} WHERE list_contains(?, partition_date)",
+        [list(partition_dates)],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def iter_raw_document_texts(
     conn: duckdb.DuckDBPyConnection, partition_date: date, *, chunk_size: int = 5000
-) -> Iterable[list[dict[str, object]]]:
-    """The partition's raw documents in chunks, read through a separate cursor (MVCC snapshot)."""
+) -> Iterable[list[str]]:
+    """The partition's raw documents as JSON texts in chunks, through a separate cursor (MVCC
+    snapshot); the flattening side parses them, so that work leaves the reading thread."""
     cursor = conn.cursor()
     try:
         cursor.execute(
@@ -304,6 +316,6 @@ def iter_raw_documents(
             rows = cursor.fetchmany(chunk_size)
             if not rows:
                 break
-            yield [orjson.loads(r[0]) for r in rows]
+            yield [r[0] for r in rows]
     finally:
         cursor.close()
