@@ -3,25 +3,36 @@
 Why a process and not a thread: every DuckDB call from Python releases the GIL and takes it
 back several times. With a flattening thread holding the GIL, each of those takes waits for
 the thread's switch interval, and the writer starved: 100k contexts took as long as with no
-overlap at all (17-18 s on a 2-vCPU AMD EPYC; a bare ``SELECT 1`` cost 27 ms beside a busy
+overlap at all (15-18 s on a 2-vCPU AMD EPYC; a bare ``SELECT 1`` cost 27 ms beside a busy
 thread). A child process has a GIL of its own, so the writer's calls return at once.
 
-The child gets the family, the registry to start from and JSON texts (or parsed documents);
-it sends back :class:`~oe_assets.flatten.FlatBatch` objects. At most ``depth`` chunks are in
+The child is ``python -m oe_assets.flatten_process``, not a ``multiprocessing`` child: those
+import the parent's ``__main__`` module (DuckDB in the benchmark, all of Dagster in a run):
+the benchmark's peak RSS at 100k contexts was 690 MB that way, 590 MB this way. Parent and child exchange length-prefixed pickles over
+the child's stdin and stdout (its ``print`` goes to stderr): the family, the registry to start
+from, then chunks of JSON texts (or parsed documents) one way and
+:class:`~oe_assets.flatten.FlatBatch` objects the other. At most ``depth`` chunks are in
 flight, which bounds the memory of running ahead. Starting the child costs about half a
-second (a fresh interpreter importing pyarrow), so small writes keep the thread.
+second, so small writes keep the thread.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
+import os
+import pickle
 import queue
+import signal
+import struct
+import subprocess
+import sys
+import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 import orjson
 
@@ -32,6 +43,9 @@ Tag = TypeVar("Tag")
 
 Job = tuple[Tag, Sequence[Any] | None, Mapping[str, object] | None]
 """``(tag, documents, constant columns)``; ``documents=None`` passes ``tag`` through unflattened."""
+
+_FRAME = struct.Struct("<Q")
+_live: set[subprocess.Popen[bytes]] = set()
 
 
 @dataclass(slots=True)
@@ -56,10 +70,9 @@ def parse_documents(documents: Sequence[Any], where: str = "the chunk") -> list[
             try:
                 doc = orjson.loads(doc)
             except orjson.JSONDecodeError as exc:
+                shown = doc[:120] if isinstance(doc, str) else bytes(doc[:120])
                 raise ValueError(
-                    f"document {position} of {where} is not valid JSON ({exc}): {bytes(doc[:120])!r}"
-                    if not isinstance(doc, str)
-                    else f"document {position} of {where} is not valid JSON ({exc}): {doc[:120]!r}"
+                    f"document {position} of {where} is not valid JSON ({exc}): {shown!r}"
                 ) from None
         out.append(doc)
     return out
@@ -80,29 +93,43 @@ def flatten_timed(
     return batch, times
 
 
-def _child_main(
-    jobs: multiprocessing.Queue[Any],
-    results: multiprocessing.Queue[Any],
-    family: TableFamily,
-    registry: SchemaRegistry,
-) -> None:
-    flattener = Flattener(family, registry)
-    while True:
-        job = jobs.get()
-        if job is None:
-            return
-        documents, constants = job
-        try:
-            results.put(("batch", flatten_timed(flattener, documents, constants)))
-        except BaseException as exc:  # reported to the parent, which raises it
-            results.put(("error", _portable(exc)))
-            return
+def live_flatten_processes() -> list[int]:
+    """Process ids of the flattening children still running (for tests and diagnostics)."""
+    return [p.pid for p in _live if p.poll() is None]
+
+
+# ------------------------------------------------------------------------------ frames
+def _write_frame(out: IO[bytes], obj: Any) -> None:
+    payload = pickle.dumps(obj, protocol=5)
+    out.write(_FRAME.pack(len(payload)))
+    out.write(payload)
+    out.flush()
+
+
+def _read_exactly(inp: IO[bytes], n: int) -> bytes | None:
+    chunks, left = [], n
+    while left:
+        chunk = inp.read(left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _read_frame(inp: IO[bytes]) -> tuple[bool, Any]:
+    """``(True, object)``, or ``(False, None)`` at the end of the stream."""
+    header = _read_exactly(inp, _FRAME.size)
+    if header is None:
+        return False, None
+    payload = _read_exactly(inp, _FRAME.unpack(header)[0])
+    if payload is None:
+        return False, None
+    return True, pickle.loads(payload)  # noqa: S301 - frames of our own parent or child
 
 
 def _portable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling, else a RuntimeError carrying its type, text and traceback."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(exc))  # noqa: S301 - our own bytes, just made
         return exc
@@ -111,6 +138,53 @@ def _portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"flattening process failed with {type(exc).__name__}: {exc}\n{text}")
 
 
+# ------------------------------------------------------------------------------- child
+def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
+    """The child: flatten each job as it comes, while a thread sends the previous result."""
+    ok, setup = _read_frame(inp)
+    if not ok:
+        return
+    family, registry = setup
+    flattener = Flattener(family, registry)
+    outbox: queue.Queue[bytes | None] = queue.Queue()
+
+    def send() -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):  # the parent stopped reading
+            while (payload := outbox.get()) is not None:
+                out.write(_FRAME.pack(len(payload)))
+                out.write(payload)
+                out.flush()
+
+    sender = threading.Thread(target=send, name="oe-flatten-send", daemon=True)
+    sender.start()
+    try:
+        while True:
+            ok, job = _read_frame(inp)
+            if not ok or job is None:
+                break
+            documents, constants = job
+            try:
+                result: tuple[str, Any] = ("batch", flatten_timed(flattener, documents, constants))
+            except BaseException as exc:  # reported to the parent, which raises it
+                outbox.put(pickle.dumps(("error", _portable(exc)), protocol=5))
+                break
+            outbox.put(pickle.dumps(result, protocol=5))
+            del result
+    finally:
+        outbox.put(None)
+        sender.join()
+
+
+def _child_main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it ends us by closing stdin
+    frames = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr, never into the frames
+    sys.stdout = sys.stderr
+    with contextlib.suppress(BrokenPipeError):
+        _serve(sys.stdin.buffer, frames)
+
+
+# ------------------------------------------------------------------------------ parent
 class FlattenProcess(Generic[Tag]):
     """Flattens jobs in a child process; iterate :meth:`run` for ``(tag, batch, times)`` in order.
 
@@ -122,17 +196,34 @@ class FlattenProcess(Generic[Tag]):
         if depth < 1:
             raise ValueError(f"flattening depth must be at least 1, got {depth}")
         self.depth = depth
-        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        self._jobs: multiprocessing.Queue[Any] = ctx.Queue()
-        self._results: multiprocessing.Queue[Any] = ctx.Queue()
-        self._process = ctx.Process(
-            target=_child_main,
-            args=(self._jobs, self._results, family, registry),
-            name="oe-flatten",
-            daemon=True,
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "oe_assets.flatten_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
         )
-        self._process.start()
+        _live.add(self._proc)
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
+        self._stdin, self._stdout = self._proc.stdin, self._proc.stdout
+        # Jobs are written by a thread: a write blocks while the child is busy, and the writer
+        # must stay free to read results meanwhile (or both would wait for each other).
+        self._outbox: queue.Queue[bytes | None] = queue.Queue()
+        self._sender = threading.Thread(target=self._send, name="oe-flatten-jobs", daemon=True)
+        self._sender.start()
+        self._outbox.put(pickle.dumps((family, registry), protocol=5))
         self._closed = False
+
+    def _send(self) -> None:
+        try:
+            while (payload := self._outbox.get()) is not None:
+                self._stdin.write(_FRAME.pack(len(payload)))
+                self._stdin.write(payload)
+                self._stdin.flush()
+        except (BrokenPipeError, ValueError):  # the child is gone; reading its results says why
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self._stdin.close()
 
     def run(self, jobs: Iterable[Job[Tag]]) -> Iterator[tuple[Tag, FlatBatch | None, FlattenTimes | None]]:
         # In order: (tag, True) was sent to the child, (tag, False) passes through, and an
@@ -156,7 +247,8 @@ class FlattenProcess(Generic[Tag]):
                 if documents is None:
                     pending.append((tag, False))
                     continue
-                self._jobs.put((list(documents), dict(constants) if constants is not None else None))
+                job_payload = (list(documents), dict(constants) if constants is not None else None)
+                self._outbox.put(pickle.dumps(job_payload, protocol=5))
                 pending.append((tag, True))
                 in_child += 1
             if not pending:
@@ -172,31 +264,35 @@ class FlattenProcess(Generic[Tag]):
             yield tag, batch, times
 
     def _receive(self) -> tuple[FlatBatch, FlattenTimes]:
-        while True:
-            try:
-                kind, value = self._results.get(timeout=0.5)
-            except queue.Empty:
-                if not self._process.is_alive():
-                    raise RuntimeError(
-                        f"the flattening process exited (code {self._process.exitcode}) before "
-                        "sending its batch"
-                    ) from None
-                continue
-            if kind == "error":
-                raise value
-            batch, times = value
-            return batch, times
+        ok, message = _read_frame(self._stdout)
+        if not ok:
+            code = self._proc.wait(timeout=5)
+            raise RuntimeError(f"the flattening process exited (code {code}) before sending its batch")
+        kind, value = message
+        if kind == "error":
+            raise value
+        batch, times = value
+        return batch, times
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._process.is_alive():
-            self._jobs.put(None)
-            self._process.join(timeout=2)
-        if self._process.is_alive():  # still flattening a chunk nobody will read
-            self._process.terminate()
-            self._process.join(timeout=5)
-        for q in (self._jobs, self._results):
-            q.cancel_join_thread()  # results nobody reads must not block the parent's exit
-            q.close()
+        self._outbox.put(None)  # the sender closes the child's stdin: the child ends
+        self._stdout.close()  # and results nobody will read must not keep it writing
+        try:
+            self._proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:  # still flattening a chunk nobody will read
+            self._proc.kill()
+            self._proc.wait(timeout=5)
+        finally:
+            self._sender.join(timeout=5)
+            _live.discard(self._proc)
+
+
+if __name__ == "__main__":
+    # Run the imported module's code, so that what is pickled names ``oe_assets.flatten_process``
+    # (the parent's module) and not ``__main__``.
+    from oe_assets.flatten_process import _child_main as child_main
+
+    child_main()

@@ -3,7 +3,8 @@ child process; both must write the same warehouse."""
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from oe_assets.context_partition import (
     write_context_partitions,
     write_landed_partitions,
 )
+from oe_assets.flatten_process import live_flatten_processes
 from oe_assets.landing.raw_contexts import ensure_raw_tables
 from oe_assets.prefetch import Prefetched
 
@@ -155,8 +157,8 @@ def test_prefetch_runs_ahead_boundedly_and_stops_when_closed() -> None:
         Prefetched([], depth=0)
 
 
-def _children() -> list[Any]:
-    return [p for p in multiprocessing.active_children() if p.name == "oe-flatten"]
+def _children() -> list[int]:
+    return live_flatten_processes()
 
 
 @pytest.mark.parametrize("flatten_in", MODES)
@@ -194,9 +196,8 @@ def test_a_flattening_process_that_dies_is_an_error_not_a_hang(tmp_path: Path) -
 
     def chunks() -> Iterator[list[dict[str, Any]]]:
         yield [ctx("a0", DAYS[0])]
-        for child in _children():
-            child.kill()  # as the OOM killer would
-            child.join()
+        for pid in _children():
+            os.kill(pid, signal.SIGKILL)  # as the OOM killer would
         yield [ctx("a1", DAYS[0])]
 
     with pytest.raises(RuntimeError, match="flattening process exited"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -18,7 +17,7 @@ from oe_assets import context_partition
 from oe_assets.definitions import build_definitions
 from oe_assets.defs.resources import OeApiResource, WarehouseResource
 from oe_assets.defs.runner import GraphRunReport, run_whole_graph
-from oe_assets.flatten_process import FlattenProcess
+from oe_assets.flatten_process import FlattenProcess, live_flatten_processes
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.conftest import SEED_DOC, SEED_SQL
 from oe_assets_tests.helpers import (
@@ -179,7 +178,7 @@ def test_a_run_flattening_in_a_child_process_writes_the_same_tables(
     assert result.success
     assert warehouse_snapshot(loaded.warehouse) == before
     assert started == [1]
-    assert not [p for p in multiprocessing.active_children() if p.name == "oe-flatten"]
+    assert not live_flatten_processes()
 
 
 @pytest.mark.skipif(not SEED_DOC.exists(), reason="shared/seed is not beside this clone")

@@ -14,7 +14,7 @@ from: the file (JSON texts and their ``createdAt`` read by DuckDB) instead of th
 
 Timing: ``parse`` is parsing the JSON texts and ``flatten`` the time spent inside
 ``Flattener.flatten`` (both on the flattening side); ``write`` is the writer's busy time
-(reading the file, DuckDB DDL, inserts, commits: the wall time less the time it waited for
+(reading the file's lines, DuckDB DDL, inserts, commits: the wall time less the time it waited for
 flattened batches). The three overlap, so they add up to more than the wall time.
 """
 
@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import re
 import resource
 import sys
 import time
@@ -32,7 +33,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import duckdb
+import orjson
 
 from oe_assets.context_partition import (
     BATCH_SIZE,
@@ -44,16 +45,30 @@ from oe_assets.context_partition import (
 from oe_assets.timestamps import parse_oe_timestamp, utc_now
 from oe_assets.warehouse.connection import connect
 
+_CREATED_AT = re.compile(rb'^\{"metadata":\{[^{}]*?"createdAt":"([^"\\]{1,64})"')
+"""``metadata.createdAt`` of a line that starts with the metadata object (as the API's and the
+generator's documents do), read before any nested object; any other line is parsed in full."""
 
-def _created_day(created: object, ordinal: int) -> date:
+
+def _created_day(line: bytes, line_no: int) -> date:
     """The UTC creation day, as the raw landing computes ``partition_date``."""
+    found = _CREATED_AT.match(line)
+    if found is not None:
+        created: object = found.group(1).decode()
+    else:
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"line {line_no} is not valid JSON: {exc}") from None
+        meta = doc.get("metadata") if type(doc) is dict else None
+        created = meta.get("createdAt") if type(meta) is dict else None
     if type(created) is str and len(created) == 24 and created[-1] == "Z" and created[10] == "T":
         with contextlib.suppress(ValueError):  # the API's own shape: already UTC
             return date.fromisoformat(created[:10])
     parsed = parse_oe_timestamp(created)
     if parsed is None:
         raise ValueError(
-            f"document {ordinal}: metadata.createdAt {created!r} is missing or not an ISO-8601 timestamp"
+            f"line {line_no}: metadata.createdAt {created!r} is missing or not an ISO-8601 timestamp"
         )
     return parsed.date()
 
@@ -67,30 +82,20 @@ def count_documents(path: Path) -> int:
     return count
 
 
-def iter_day_chunks(path: Path, chunk_size: int = BATCH_SIZE) -> Iterator[tuple[date, Iterator[list[str]]]]:
+def iter_day_chunks(path: Path, chunk_size: int = BATCH_SIZE) -> Iterator[tuple[date, Iterator[list[bytes]]]]:
     """``(day, chunks of JSON texts)`` per creation day, streaming; the file must be by day.
 
-    DuckDB reads the lines and picks ``metadata.createdAt`` (``read_ndjson_objects``, its own
-    in-memory connection), which stands in for the raw table the asset reads: its documents
-    are texts beside a ``partition_date`` column. Parsing is left to the flattening side, as
-    for the asset. Each day's chunks must be consumed before the next day is asked for.
+    Lines stay unparsed, as the raw table's documents are texts beside a ``partition_date``
+    column: the creation day is read off the line's start (see :data:`_CREATED_AT`), and parsing
+    is left to the flattening side, as for the asset. Each day's chunks must be consumed before
+    the next day is asked for.
     """
-    reader = duckdb.connect(config={"threads": 1})  # the other core flattens
-    rows = reader.execute(
-        "SELECT CAST(json AS VARCHAR), json_extract_string(json, '$.metadata.createdAt') "
-        "FROM read_ndjson_objects(?)",
-        [str(path)],
-    )
 
-    def docs() -> Iterator[tuple[date, str]]:
-        ordinal = 0
-        try:
-            while batch := rows.fetchmany(chunk_size):
-                for text, created in batch:
-                    ordinal += 1
-                    yield _created_day(created, ordinal), text
-        finally:
-            reader.close()
+    def docs() -> Iterator[tuple[date, bytes]]:
+        with path.open("rb") as f:
+            for line_no, line in enumerate(f, start=1):
+                if line.strip():
+                    yield _created_day(line, line_no), line
 
     done: set[date] = set()
     for day, group in itertools.groupby(docs(), key=lambda item: item[0]):
@@ -102,7 +107,7 @@ def iter_day_chunks(path: Path, chunk_size: int = BATCH_SIZE) -> Iterator[tuple[
         done.add(day)
         texts = (text for _, text in group)
 
-        def chunks(texts: Iterator[str] = texts) -> Iterator[list[str]]:
+        def chunks(texts: Iterator[bytes] = texts) -> Iterator[list[bytes]]:
             while chunk := list(itertools.islice(texts, chunk_size)):
                 yield chunk
 
