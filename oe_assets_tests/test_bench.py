@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
+import pytest
 
 from oe_assets.bench.counts import compare, count_ours, dlt_key, ours_key
 from oe_assets.bench.measure import run_measured
+from oe_assets.bench.ours import _created_day
 from oe_assets.bench.runner import (
     BenchConfig,
     evaluate_targets,
@@ -191,3 +194,21 @@ def test_native_probe_builds_the_same_tables_with_the_same_row_counts(tmp_path: 
     }
     assert "DuckDB-only probe:" in format_report(report)
     assert "rows equal to ours" in format_report(report)
+
+
+def test_the_loader_reads_the_day_off_the_line_or_parses_it() -> None:
+    api = b'{"metadata":{"tenant":"t","createdAt":"2025-01-02T23:59:59.000Z"},"context":{}}'
+    assert _created_day(api, 1) == date(2025, 1, 2)
+    # not the API's shape: metadata not first, a nested object first, an offset -> parsed in full
+    later = b'{"context":{"metadata":{"createdAt":"2020-01-01T00:00:00.000Z"}},"metadata":{"createdAt":"2025-01-03T01:00:00.000Z"}}'
+    assert _created_day(later, 2) == date(2025, 1, 3)
+    nested = (
+        b'{"metadata":{"x":{"createdAt":"2020-01-01T00:00:00.000Z"},"createdAt":"2025-01-04T01:00:00.000Z"}}'
+    )
+    assert _created_day(nested, 3) == date(2025, 1, 4)
+    offset = b'{"metadata":{"createdAt":"2025-01-05T23:30:00-02:00"}}'
+    assert _created_day(offset, 4) == date(2025, 1, 6)  # the UTC day, as the raw landing computes it
+    with pytest.raises(ValueError, match="line 5 is not valid JSON"):
+        _created_day(b'{"metadata": ', 5)
+    with pytest.raises(ValueError, match=r"line 6: metadata\.createdAt None is missing"):
+        _created_day(b'{"metadata":{}}', 6)
