@@ -16,14 +16,14 @@ from typing import Literal
 
 import duckdb
 
-from oe_assets.flatten import CONTEXTS, FlatBatch, Flattener
+from oe_assets.flatten import CONTEXTS, LOADED_AT, PARTITION, FlatBatch, Flattener
 from oe_assets.flatten_process import FlattenProcess, FlattenTimes, Job, flatten_timed
 from oe_assets.landing.raw_contexts import count_raw_documents, iter_raw_document_texts
 from oe_assets.prefetch import Prefetched
 from oe_assets.timestamps import utc_now
 from oe_assets.warehouse import WriteReport, load_registry, replace_partition
 
-PARTITION_COLUMN = "_oe_partition"
+PARTITION_COLUMN = PARTITION
 BATCH_SIZE = 5000
 """Documents per flattened batch (one DuckDB insert per table per batch)."""
 PREFETCH_DEPTH = 2
@@ -77,7 +77,7 @@ def write_context_partitions(
 
     def jobs() -> Iterator[Job[date]]:
         for day, chunks in days:
-            constants = {PARTITION_COLUMN: day, "_oe_loaded_at": stamp}
+            constants = {PARTITION_COLUMN: day, LOADED_AT: stamp}
             for chunk in chunks:
                 yield day, chunk, constants
             yield day, None, None  # the day is complete

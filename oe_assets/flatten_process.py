@@ -37,7 +37,7 @@ from typing import IO, Any, Generic, TypeVar
 import orjson
 
 from oe_assets.flatten import FlatBatch, Flattener, SchemaRegistry
-from oe_assets.flatten.naming import TableFamily
+from oe_assets.flatten.naming import PARTITION, TableFamily
 
 Tag = TypeVar("Tag")
 
@@ -84,8 +84,8 @@ def flatten_timed(
     """Parse and flatten one chunk, timing both (the same work in the thread and in the child)."""
     began = time.perf_counter()
     where = "the chunk"
-    if constants and "_oe_partition" in constants:
-        where = f"a chunk of partition {constants['_oe_partition']}"
+    if constants and PARTITION in constants:
+        where = f"a chunk of partition {constants[PARTITION]}"
     parsed = parse_documents(documents, where)
     parsed_at = time.perf_counter()
     batch = flattener.flatten(parsed, constant_columns=constants)
@@ -99,11 +99,12 @@ def live_flatten_processes() -> list[int]:
 
 
 # ------------------------------------------------------------------------------ frames
-def _write_frame(out: IO[bytes], obj: Any) -> None:
-    payload = pickle.dumps(obj, protocol=5)
-    out.write(_FRAME.pack(len(payload)))
-    out.write(payload)
-    out.flush()
+def _write_frames(out: IO[bytes], payloads: queue.Queue[bytes | None]) -> None:
+    """Write each pickled payload of ``payloads`` as a frame until a None (a sender thread's loop)."""
+    while (payload := payloads.get()) is not None:
+        out.write(_FRAME.pack(len(payload)))
+        out.write(payload)
+        out.flush()
 
 
 def _read_exactly(inp: IO[bytes], n: int) -> bytes | None:
@@ -150,10 +151,7 @@ def _serve(inp: IO[bytes], out: IO[bytes]) -> None:
 
     def send() -> None:
         with contextlib.suppress(BrokenPipeError, OSError):  # the parent stopped reading
-            while (payload := outbox.get()) is not None:
-                out.write(_FRAME.pack(len(payload)))
-                out.write(payload)
-                out.flush()
+            _write_frames(out, outbox)
 
     sender = threading.Thread(target=send, name="oe-flatten-send", daemon=True)
     sender.start()
@@ -215,10 +213,7 @@ class FlattenProcess(Generic[Tag]):
 
     def _send(self) -> None:
         try:
-            while (payload := self._outbox.get()) is not None:
-                self._stdin.write(_FRAME.pack(len(payload)))
-                self._stdin.write(payload)
-                self._stdin.flush()
+            _write_frames(self._stdin, self._outbox)
         except (BrokenPipeError, ValueError):  # the child is gone; reading its results says why
             pass
         finally:

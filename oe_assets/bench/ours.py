@@ -74,12 +74,14 @@ def _created_day(line: bytes, line_no: int) -> date:
 
 
 def count_documents(path: Path) -> int:
-    """Lines holding a document (what the asset learns from a count over the raw table)."""
-    count = 0
+    """Lines of the file, counted blockwise (what the asset learns from a count over the raw table;
+    only the choice of thread or process depends on it, so blank lines need not be told apart)."""
+    lines, last = 0, b"\n"
     with path.open("rb") as f:
-        for line in f:
-            count += bool(line.strip())
-    return count
+        while block := f.read(1 << 20):
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines + (last != b"\n")
 
 
 def iter_day_chunks(path: Path, chunk_size: int = BATCH_SIZE) -> Iterator[tuple[date, Iterator[list[bytes]]]]:
