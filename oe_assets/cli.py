@@ -223,6 +223,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         incremental=not args.skip_incremental,
         extraction=not args.skip_extraction,
         probe=not args.skip_probe,
+        writer_alone=not args.skip_writer_alone,
         incremental_contexts_per_day=args.api_contexts_per_day,
         extraction_contexts_per_day=args.api_contexts_per_day,
         repeat=args.repeat,
@@ -309,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip-probe",
         action="store_true",
         help="skip the DuckDB-only probe (read_json + unnest) of the comparison size",
+    )
+    bench.add_argument(
+        "--skip-writer-alone",
+        action="store_true",
+        help="skip timing our writer alone (batches flattened beforehand) on the comparison size",
     )
     bench.set_defaults(func=cmd_bench)
 

@@ -108,29 +108,40 @@ def write_context_partitions(
             prefetched = Prefetched(flattened(), depth=PREFETCH_DEPTH)
             closer = prefetched
             stream = iter(prefetched)
-        items = _waits_timed(stream, times)
-        for day, first in items:
-            day_ended = False
-
-            def day_batches(first: FlatBatch | None = first) -> Iterator[FlatBatch]:
-                nonlocal day_ended
-                batch = first
-                while batch is not None:
-                    yield batch
-                    _, batch = next(items)
-                day_ended = True
-
-            report = replace_partition(
-                conn, CONTEXTS, day.isoformat(), day_batches(), partition_column=PARTITION_COLUMN
-            )
-            if not day_ended:  # the next item would be mistaken for another day's first batch
-                raise RuntimeError(f"the write of {day} stopped before the day's last batch")
-            yield day, report
+        yield from write_flattened_partitions(conn, _waits_timed(stream, times))
     finally:
         if closer is not None:
             closer.close()
         if threads is not None:
             conn.execute(f"SET threads = {int(threads[0])}")
+
+
+def write_flattened_partitions(
+    conn: duckdb.DuckDBPyConnection, items: Iterator[tuple[date, FlatBatch | None]]
+) -> Iterator[tuple[date, WriteReport]]:
+    """The writer's half of :func:`write_context_partitions`: ``(day, batch)`` items, each day's
+    batches ended by ``(day, None)``, each day replaced in a transaction of its own, in order.
+
+    Also the benchmark's measure of the writer alone (``oe_assets.bench.writer_alone``), with
+    batches flattened beforehand.
+    """
+    for day, first in items:
+        day_ended = False
+
+        def day_batches(first: FlatBatch | None = first) -> Iterator[FlatBatch]:
+            nonlocal day_ended
+            batch = first
+            while batch is not None:
+                yield batch
+                _, batch = next(items)
+            day_ended = True
+
+        report = replace_partition(
+            conn, CONTEXTS, day.isoformat(), day_batches(), partition_column=PARTITION_COLUMN
+        )
+        if not day_ended:  # the next item would be mistaken for another day's first batch
+            raise RuntimeError(f"the write of {day} stopped before the day's last batch")
+        yield day, report
 
 
 def _counted(

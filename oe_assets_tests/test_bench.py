@@ -159,6 +159,17 @@ def test_incremental_and_extraction_run_against_small_simulators(tmp_path: Path)
     assert "extraction:" in text
 
 
+def _report_of(result: dict[str, Any]) -> dict[str, Any]:
+    """A report around one size's result, without dlt, as ``run_bench`` builds it."""
+    return {
+        "date": "2026-01-01T00:00:00+00:00",
+        "machine": machine_info(),
+        "versions": {"python": "3", "duckdb": "1", "pyarrow": "1", "dlt": None},
+        "comparison": result,
+        "scale": [result],
+    }
+
+
 def test_native_probe_builds_the_same_tables_with_the_same_row_counts(tmp_path: Path) -> None:
     """The DuckDB-only probe is a ceiling only if it did our loader's work: same tables, same rows."""
     config = BenchConfig(work_dir=tmp_path / "work", keep_files=True, days=3, scale=[])
@@ -185,15 +196,42 @@ def test_native_probe_builds_the_same_tables_with_the_same_row_counts(tmp_path: 
     assert keys[0]
     assert keys[0] == keys[1]  # the same rows under the same position-path keys
 
-    report = {
-        "date": "2026-01-01T00:00:00+00:00",
-        "machine": machine_info(),
-        "versions": {"python": "3", "duckdb": "1", "pyarrow": "1", "dlt": None},
-        "comparison": result,
-        "scale": [result],
-    }
+    report = _report_of(result)
     assert "DuckDB-only probe:" in format_report(report)
     assert "rows equal to ours" in format_report(report)
+
+
+def test_the_writer_alone_writes_the_loaders_tables_and_is_reported(tmp_path: Path) -> None:
+    """The writer's floor counts only if it wrote what the loader wrote, row for row."""
+    config = BenchConfig(work_dir=tmp_path / "work", keep_files=True, days=3, scale=[])
+    result = run_size(config, N, False, lambda _line: None, with_writer_alone=True)
+    alone = result["writer_alone"]
+    assert alone["rows_equal_to_ours"] is True
+    assert alone["in_process"]["contexts"] == N
+    assert alone["in_process"]["partitions"] == 3
+    assert 0 < alone["in_process"]["seconds_close"] <= alone["seconds_write"]
+    work = config.work_dir / f"n{N}"
+    tables = []
+    for name in ("ours.duckdb", "writer.duckdb"):
+        conn = duckdb.connect(str(work / name), read_only=True)
+        try:
+            listed = [
+                r[0] for r in conn.execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()
+            ]
+            lines = "execution_context$context&celonis_postaction_feedback$quotes$lines"
+            keys = conn.execute(
+                f'SELECT "context$processid", _oe_row_id, _oe_parent_row_id, sku FROM "{lines}" ORDER BY ALL'
+            ).fetchall()
+        finally:
+            conn.close()
+        tables.append((listed, keys))
+    assert tables[0][1]
+    assert tables[0] == tables[1]
+
+    report = _report_of(result)
+    text = format_report(report)
+    assert "ours, writer alone:" in text
+    assert "rows equal to the loader's" in text
 
 
 def test_the_loader_reads_the_day_off_the_line_or_parses_it() -> None:
