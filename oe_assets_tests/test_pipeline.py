@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +179,56 @@ def test_a_run_flattening_in_a_child_process_writes_the_same_tables(
     assert warehouse_snapshot(loaded.warehouse) == before
     assert started == [1]
     assert not live_flatten_processes()
+
+
+def test_a_first_run_over_days_without_contexts_succeeds_and_the_next_one_loads(tmp_path: Path) -> None:
+    """A new tenant, or a backfill that starts before the first run: nothing to flatten yet is no error.
+
+    The days after the simulator's clock hold no context, so on a fresh warehouse neither
+    ``execution_context`` nor any child table exists when the event and activity logs run.
+    """
+    warehouse = tmp_path / "oe.duckdb"
+    (tmp_path / "home").mkdir()
+    with (
+        SimulatorServer(
+            seed=13, days=1, contexts_per_day=8, now=datetime(2025, 3, 2, 6, tzinfo=UTC)
+        ) as simulator,
+        dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
+    ):
+        defs = build_definitions(
+            {
+                "oe_api": OeApiResource(
+                    api_url=simulator.url,
+                    client_id=simulator.client_id,
+                    client_secret=simulator.client_secret,
+                ),
+                "warehouse": WarehouseResource(database=str(warehouse)),
+            }
+        )
+        empty = run_whole_graph(defs, date(2025, 3, 3), date(2025, 3, 4), instance=instance)
+        assert empty.success, empty.failure
+        assert empty.checks
+        assert all(c.passed for c in empty.checks)
+        conn = duckdb.connect(str(warehouse), read_only=True)
+        try:
+            assert table_names(conn, "execution_context") == []
+            assert count(conn, "event_log") == 0
+            assert count(conn, "activity_log") == 0
+            assert count(conn, "execution_templates") == len(simulator.world.templates())
+        finally:
+            conn.close()
+
+        contexts = simulator.world.contexts()
+        days = sorted({created_day(c) for c in contexts})
+        loaded = run_whole_graph(defs, days[0], days[-1], instance=instance)
+        assert loaded.success, loaded.failure
+        assert all(c.passed for c in loaded.checks)
+        conn = duckdb.connect(str(warehouse), read_only=True)
+        try:
+            assert count(conn, "execution_context") == len(contexts)
+            assert count(conn, "event_log") == len(contexts)
+        finally:
+            conn.close()
 
 
 @pytest.mark.skipif(not SEED_DOC.exists(), reason="shared/seed is not beside this clone")

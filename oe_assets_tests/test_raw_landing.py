@@ -47,7 +47,10 @@ def test_a_day_is_replaced_exactly_and_other_days_are_untouched(
 
     # The run goes on: one context of day 0 changes, one disappears from the API; day 1 is not refreshed.
     day0 = [c for c in contexts if created_day(c) == days[0]]
-    changed, gone = copy.deepcopy(day0[0]), day0[1]
+    # a context whose status really changes (the simulated world differs from day to day)
+    original = next(c for c in day0 if c["status"] != "failed")
+    changed = copy.deepcopy(original)
+    gone = next(c for c in day0 if c is not original)
     changed["status"] = "failed"
     simulator.world.put_context(changed)
     simulator.world.delete_context(gone["context"]["processid"])
@@ -62,7 +65,7 @@ def test_a_day_is_replaced_exactly_and_other_days_are_untouched(
         "SELECT status FROM raw_process_context_status_history WHERE process_id = ? ORDER BY observed_at",
         [changed["context"]["processid"]],
     ).fetchall()
-    assert [h[0] for h in history] == [day0[0]["status"], "failed"]
+    assert [h[0] for h in history] == [original["status"], "failed"]
 
     # Idempotent: the same refresh again changes nothing.
     land_process_contexts(conn, client, template_ids, [days[0]])

@@ -15,6 +15,7 @@ from oe_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from oe_assets.flatten import ACCOUNTS, CONTEXTS, TEMPLATES, Flattener, TableFamily
 from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, iter_catalog_documents
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS
+from oe_assets.model.integrity import table_exists
 from oe_assets.model.schema_file import DeclaredTable
 from oe_assets.timestamps import utc_now
 from oe_assets.warehouse import WriteReport, load_registry, replace_all
@@ -96,7 +97,10 @@ def _results(
     undeclared = sorted(set(all_tables) - declared)
     for table in tables:
         extra: dict[str, Any] = {}
-        exists = table.name in all_tables or table.name == family.root_table
+        # The root table is missing while no record of the family has ever landed (empty days only).
+        exists = table.name in all_tables or (
+            table.name == family.root_table and table_exists(conn, table.name)
+        )
         if table.parent is None:
             extra = {
                 "quarantined": dg.MetadataValue.int(sum(r.quarantined for r in reports)),

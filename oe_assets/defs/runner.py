@@ -60,15 +60,17 @@ class GraphRunReport:
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """The deepest cause's last line: our errors are written as one sentence naming the setting to fix."""
+    """The deepest cause's first line: our errors are written as one sentence naming the setting to
+    fix, and DuckDB's put the reason first, then the statement with a caret under the culprit."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error
             while error.cause is not None:
                 error = error.cause
-            lines = [line for line in error.message.strip().splitlines() if line.strip()]
-            text = lines[-1] if lines else error.message
-            return text.split(": ", 1)[1] if text.split(": ", 1)[0].endswith(("Error", "Exceeded")) else text
+            lines = [line.strip() for line in error.message.strip().splitlines() if line.strip()]
+            text = lines[0] if lines else error.message
+            kind, _, rest = text.partition(": ")
+            return rest if rest and kind.endswith(("Error", "Exceeded", "Exception")) else text
     return "the run failed; see the run's logs in the Dagster UI"
 
 

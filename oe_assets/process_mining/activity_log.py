@@ -20,6 +20,7 @@ import duckdb
 import orjson
 
 from oe_assets.landing.raw_contexts import STATUS_HISTORY
+from oe_assets.process_mining.event_log import model_tables_exist
 from oe_assets.warehouse import quote_ident, quote_literal, transaction
 
 ACTIVITY_LOG = "activity_log"
@@ -93,7 +94,8 @@ def rebuild_activity_log_partition(conn: duckdb.DuckDBPyConnection, partition: d
     with transaction(conn):
         conn.execute(ACTIVITY_LOG_DDL)
         conn.execute(f"DELETE FROM {ACTIVITY_LOG} WHERE _oe_partition = ?", [partition])
-        conn.execute(f"INSERT INTO {ACTIVITY_LOG} {_activity_select(conn)}", {"partition": partition})
+        if model_tables_exist(conn):  # before anything has landed, the day has no activities
+            conn.execute(f"INSERT INTO {ACTIVITY_LOG} {_activity_select(conn)}", {"partition": partition})
         counts = conn.execute(
             f"SELECT activity_type, count(*) FROM {ACTIVITY_LOG} WHERE _oe_partition = ? GROUP BY ALL",
             [partition],

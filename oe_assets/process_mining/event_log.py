@@ -48,6 +48,9 @@ def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) 
     """Merge one creation-day partition of execution_context into event_log, in one transaction."""
     with transaction(conn):
         conn.execute(EVENT_LOG_DDL)
+        if not model_tables_exist(conn):  # nothing has landed yet: an empty log, not an error
+            total = _count(conn, "SELECT count(*) FROM event_log")
+            return {"source_rows": 0, "inserted": 0, "updated": 0, "deleted": 0, "total": total}
         conn.execute(f"CREATE OR REPLACE TEMP TABLE _oe_event_log_new AS {_PARTITION_SOURCE}", [partition])
         before = _count(conn, "SELECT count(*) FROM event_log")
         source = _count(conn, "SELECT count(*) FROM _oe_event_log_new")
@@ -73,6 +76,16 @@ def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) 
         "deleted": removed,
         "total": after,
     }
+
+
+def model_tables_exist(conn: duckdb.DuckDBPyConnection) -> bool:
+    """Both tables the seed's script reads exist (before the first context and digital process
+    land, they do not)."""
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_name IN ('execution_context', 'execution_templates')"
+    ).fetchone()
+    return bool(row and row[0] == 2)
 
 
 def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
