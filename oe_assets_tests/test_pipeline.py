@@ -29,6 +29,7 @@ from oe_assets_tests.helpers import (
     seed_event_log_script,
     table_names,
 )
+from oe_assets_tests.reliability_support import resources_for
 
 
 @dataclass
@@ -195,16 +196,7 @@ def test_a_first_run_over_days_without_contexts_succeeds_and_the_next_one_loads(
         ) as simulator,
         dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
     ):
-        defs = build_definitions(
-            {
-                "oe_api": OeApiResource(
-                    api_url=simulator.url,
-                    client_id=simulator.client_id,
-                    client_secret=simulator.client_secret,
-                ),
-                "warehouse": WarehouseResource(database=str(warehouse)),
-            }
-        )
+        defs = build_definitions(resources_for(simulator, warehouse))
         empty = run_whole_graph(defs, date(2025, 3, 3), date(2025, 3, 4), instance=instance)
         assert empty.success, empty.failure
         assert empty.checks

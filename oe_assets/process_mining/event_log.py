@@ -13,6 +13,7 @@ from datetime import date
 import duckdb
 
 from oe_assets import faultpoints
+from oe_assets.model.integrity import table_exists
 from oe_assets.warehouse import transaction
 
 EVENT_LOG = "event_log"
@@ -81,11 +82,7 @@ def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) 
 def model_tables_exist(conn: duckdb.DuckDBPyConnection) -> bool:
     """Both tables the seed's script reads exist (before the first context and digital process
     land, they do not)."""
-    row = conn.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
-        "AND table_name IN ('execution_context', 'execution_templates')"
-    ).fetchone()
-    return bool(row and row[0] == 2)
+    return table_exists(conn, "execution_context") and table_exists(conn, "execution_templates")
 
 
 def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
