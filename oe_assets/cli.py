@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from oe_assets import settings
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _today() -> date:
@@ -128,14 +131,38 @@ def _serve_live(simulator_url: str, args: argparse.Namespace) -> int:
         return ui.wait(timeout=60)
 
 
+def _day_option(option: str, text: str) -> date:
+    """A YYYY-MM-DD option's date (Python alone would also take 20250301 and week dates)."""
+    try:
+        if not _ISO_DAY.fullmatch(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{option} {text!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _check_partitions(days: list[tuple[str, date]]) -> None:
+    """Each day must be a partition: from OE_START_DATE to today (UTC)."""
+    first, today = settings.OeSettings.from_env().start_date, _today()
+    for option, day in days:
+        if day < first:
+            raise ValueError(
+                f"{option} {day} is before {settings.START_DATE}={first}, the first partition; "
+                f"set {settings.START_DATE} earlier to land it"
+            )
+        if day > today:
+            raise ValueError(f"{option} {day} is after today ({today}, UTC): it is not a partition yet")
+
+
 def cmd_materialize(args: argparse.Namespace) -> int:
     from oe_assets.defs.runner import ensure_dagster_home, run_whole_graph
 
     try:
-        start = date.fromisoformat(args.start)
-        end = date.fromisoformat(args.end) if args.end else start
+        start = _day_option("--start", args.start)
+        end = _day_option("--end", args.end) if args.end else start
         if end < start:
             raise ValueError(f"--end {end} is before --start {start}")
+        _check_partitions([("--start", start), ("--end", end)])
         ensure_dagster_home()
         from oe_assets.definitions import build_definitions
 
@@ -150,6 +177,33 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     print(
         f"Materialized {start} .. {end}: {report.materialized} assets, {len(report.checks)} checks, {len(failed)} failed"
     )
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from oe_assets.landing.retention import prune_deleted
+    from oe_assets.locking import exclusive_file_lock, lock_path_for
+    from oe_assets.warehouse.connection import connect
+
+    try:
+        before = _day_option("--before", args.before) if args.before else None
+        warehouse = Path(args.warehouse)
+        if not warehouse.exists():
+            raise ValueError(f"--warehouse {warehouse} does not exist")
+        with exclusive_file_lock(lock_path_for(warehouse)):
+            conn = connect(warehouse)
+            try:
+                report = prune_deleted(conn, before=before, dry_run=args.dry_run)
+            finally:
+                conn.close()
+    except Exception as error:  # one line, never a traceback, for a command-line user
+        print(f"oe-assets prune failed: {error}", file=sys.stderr)
+        return 1
+    which = "contexts marked deleted" + (f" before {before}" if before else "")
+    verb = "Dry run: would remove" if report.dry_run else "Removed"
+    print(f"{verb} {report.contexts} {which} from {warehouse}:")
+    for table, rows in report.rows_per_table.items():
+        print(f"  {table:<70} {rows:>9} rows")
     return 0
 
 
@@ -265,6 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
     mat.add_argument("--start", required=True, help="YYYY-MM-DD")
     mat.add_argument("--end", default=None, help="YYYY-MM-DD (inclusive; default: start)")
     mat.set_defaults(func=cmd_materialize)
+
+    prune = sub.add_parser(
+        "prune", help="remove contexts the API no longer returns (kept, marked deleted) from every table"
+    )
+    prune.add_argument(
+        "--deleted", action="store_true", required=True, help="the contexts marked deleted (deleted_at)"
+    )
+    prune.add_argument("--before", default=None, help="YYYY-MM-DD: only those marked before this day")
+    prune.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
+    prune.add_argument("--warehouse", default=os.environ.get(settings.WAREHOUSE, settings.DEFAULT_WAREHOUSE))
+    prune.set_defaults(func=cmd_prune)
 
     sim = sub.add_parser("simulator", help="serve the OE simulator until interrupted", add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)

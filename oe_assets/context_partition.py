@@ -9,7 +9,7 @@ persisted schema registry, one :class:`~oe_assets.flatten.Flattener` for the run
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
@@ -21,7 +21,7 @@ from oe_assets.flatten_process import FlattenProcess, FlattenTimes, Job, flatten
 from oe_assets.landing.raw_contexts import count_raw_documents, iter_raw_document_texts
 from oe_assets.prefetch import Prefetched
 from oe_assets.timestamps import utc_now
-from oe_assets.warehouse import WriteReport, load_registry, replace_partition
+from oe_assets.warehouse import WriteReport, load_registry, replace_partition, transaction
 
 PARTITION_COLUMN = PARTITION
 BATCH_SIZE = 5000
@@ -35,6 +35,8 @@ against 4.0-5.1 s) for 55 MB more; so small runs, like a sensor's refresh, keep 
 
 FlattenIn = Literal["thread", "process"]
 DayDocuments = tuple[date, Iterable[Sequence[object]]]
+DayHook = Callable[[duckdb.DuckDBPyConnection, date], object]
+"""Work that must commit with a day's rows (it runs inside the day's transaction)."""
 """A creation day and its documents in chunks (JSON texts, or documents already parsed)."""
 
 
@@ -58,7 +60,8 @@ def write_context_partitions(
     loaded_at: datetime | None = None,
     flatten_in: FlattenIn = "thread",
     times: WriteTimes | None = None,
-) -> Iterator[tuple[date, WriteReport]]:
+    in_day: DayHook | None = None,
+) -> Generator[tuple[date, WriteReport], None, None]:
     """Flatten each day's chunks and replace that day, one transaction per day, in order.
 
     Parsing and flattening run ahead of the writer, up to :data:`PREFETCH_DEPTH` batches
@@ -70,6 +73,9 @@ def write_context_partitions(
     own). One registry serves the whole run: it starts as the warehouse's and learns each name
     as it is given, as reloading it per day would. A day's report is yielded once that day is
     committed; an error rolls back the day being written (committed days stay) and is re-raised.
+    A document that does not parse, has no usable key or cannot be walked is no error: it is
+    quarantined with its text (``_oe_quarantine``, counted in the day's report) and the day lands.
+    ``in_day(conn, day)`` runs inside each day's transaction, after the family's rows are written.
     """
     registry = load_registry(conn, CONTEXTS)
     stamp = loaded_at or utc_now()
@@ -108,7 +114,7 @@ def write_context_partitions(
             prefetched = Prefetched(flattened(), depth=PREFETCH_DEPTH)
             closer = prefetched
             stream = iter(prefetched)
-        yield from write_flattened_partitions(conn, _waits_timed(stream, times))
+        yield from write_flattened_partitions(conn, _waits_timed(stream, times), in_day=in_day)
     finally:
         if closer is not None:
             closer.close()
@@ -117,7 +123,10 @@ def write_context_partitions(
 
 
 def write_flattened_partitions(
-    conn: duckdb.DuckDBPyConnection, items: Iterator[tuple[date, FlatBatch | None]]
+    conn: duckdb.DuckDBPyConnection,
+    items: Iterator[tuple[date, FlatBatch | None]],
+    *,
+    in_day: DayHook | None = None,
 ) -> Iterator[tuple[date, WriteReport]]:
     """The writer's half of :func:`write_context_partitions`: ``(day, batch)`` items, each day's
     batches ended by ``(day, None)``, each day replaced in a transaction of its own, in order.
@@ -136,9 +145,12 @@ def write_flattened_partitions(
                 _, batch = next(items)
             day_ended = True
 
-        report = replace_partition(
-            conn, CONTEXTS, day.isoformat(), day_batches(), partition_column=PARTITION_COLUMN
-        )
+        with transaction(conn):  # the family's write joins it; so does in_day
+            report = replace_partition(
+                conn, CONTEXTS, day.isoformat(), day_batches(), partition_column=PARTITION_COLUMN
+            )
+            if in_day is not None:
+                in_day(conn, day)
         if not day_ended:  # the next item would be mistaken for another day's first batch
             raise RuntimeError(f"the write of {day} stopped before the day's last batch")
         yield day, report
@@ -174,6 +186,7 @@ def write_landed_partitions(
     *,
     loaded_at: datetime | None = None,
     flatten_in: FlattenIn | None = None,
+    in_day: DayHook | None = None,
 ) -> Iterator[tuple[date, WriteReport]]:
     """The landed raw documents of ``days`` (``raw_process_contexts``) -> their partitions.
 
@@ -190,6 +203,7 @@ def write_landed_partitions(
             ((day, iter_raw_document_texts(reader, day, chunk_size=BATCH_SIZE)) for day in days),
             loaded_at=loaded_at,
             flatten_in=mode,
+            in_day=in_day,
         )
     finally:
         reader.close()

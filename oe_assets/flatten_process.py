@@ -36,8 +36,8 @@ from typing import IO, Any, Generic, TypeVar
 
 import orjson
 
-from oe_assets.flatten import FlatBatch, Flattener, SchemaRegistry
-from oe_assets.flatten.naming import PARTITION, TableFamily
+from oe_assets.flatten import FlatBatch, Flattener, SchemaRegistry, UnparsableDocument
+from oe_assets.flatten.naming import TableFamily
 
 Tag = TypeVar("Tag")
 
@@ -62,33 +62,44 @@ class FlattenTimes:
         self.documents += other.documents
 
 
-def parse_documents(documents: Sequence[Any], where: str = "the chunk") -> list[Any]:
-    """JSON texts (``str``/``bytes``) parsed; anything else is taken as an already parsed document."""
+def parse_documents(documents: Sequence[Any]) -> list[Any]:
+    """JSON texts (``str``/``bytes``) parsed; anything else is taken as an already parsed document.
+
+    A text that does not parse (NaN, ``1e400``, a lone surrogate, nesting deeper than orjson's
+    1,024 levels, a text cut short) becomes an :class:`~oe_assets.flatten.UnparsableDocument`
+    that the flattener quarantines with its text: one bad document must not fail its day.
+    """
     out = []
-    for position, doc in enumerate(documents):
+    for doc in documents:
         if isinstance(doc, str | bytes | bytearray | memoryview):
             try:
                 doc = orjson.loads(doc)
             except orjson.JSONDecodeError as exc:
-                shown = doc[:120] if isinstance(doc, str) else bytes(doc[:120])
-                raise ValueError(
-                    f"document {position} of {where} is not valid JSON ({exc}): {shown!r}"
-                ) from None
+                doc = _unparsable(doc, exc)
         out.append(doc)
     return out
+
+
+def _unparsable(
+    source: str | bytes | bytearray | memoryview, exc: orjson.JSONDecodeError
+) -> UnparsableDocument:
+    """The text and orjson's reason, with the characters around where parsing stopped."""
+    text = source if isinstance(source, str) else bytes(source).decode("utf-8", "replace")
+    near = text[max(exc.pos - 24, 0) : exc.pos + 24]
+    return UnparsableDocument(text, f"not valid JSON ({exc.msg} at character {exc.pos}, near {near!r})")
 
 
 def flatten_timed(
     flattener: Flattener, documents: Sequence[Any], constants: Mapping[str, object] | None
 ) -> tuple[FlatBatch, FlattenTimes]:
-    """Parse and flatten one chunk, timing both (the same work in the thread and in the child)."""
+    """Parse and flatten one chunk, timing both (the same work in the thread and in the child).
+
+    The chunk's texts go along as the flattener's ``sources``: a quarantined document keeps its
+    text as it was read."""
     began = time.perf_counter()
-    where = "the chunk"
-    if constants and PARTITION in constants:
-        where = f"a chunk of partition {constants[PARTITION]}"
-    parsed = parse_documents(documents, where)
+    parsed = parse_documents(documents)
     parsed_at = time.perf_counter()
-    batch = flattener.flatten(parsed, constant_columns=constants)
+    batch = flattener.flatten(parsed, constant_columns=constants, sources=documents)
     times = FlattenTimes(parsed_at - began, time.perf_counter() - parsed_at, len(parsed))
     return batch, times
 

@@ -20,10 +20,16 @@ CLIENT_SECRET = "OE_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a se
 DIGITAL_PROCESS_IDS = "OE_DIGITAL_PROCESS_IDS"
 WAREHOUSE = "OE_WAREHOUSE"
 START_DATE = "OE_START_DATE"
+REQUEST_DEADLINE = "OE_REQUEST_DEADLINE_SECONDS"
+RETRY_BUDGET = "OE_RETRY_BUDGET_SECONDS"
+MAX_RESPONSE_MB = "OE_MAX_RESPONSE_MB"
 
 DEFAULT_API_URL = "https://api.emporix.io"
 DEFAULT_WAREHOUSE = "data/oe_warehouse.duckdb"
 DEFAULT_START_DATE = "2025-01-01"
+DEFAULT_REQUEST_DEADLINE_SECONDS = 60.0
+DEFAULT_RETRY_BUDGET_SECONDS = 120.0
+DEFAULT_MAX_RESPONSE_MB = 256
 
 ALL_VARIABLES = (API_URL, AUTH_URL, CLIENT_ID, CLIENT_SECRET, DIGITAL_PROCESS_IDS, WAREHOUSE, START_DATE)
 
@@ -46,6 +52,37 @@ def parse_start_date(raw: str | None) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise SettingsError(f"{START_DATE}={value!r} is not a date: use YYYY-MM-DD.") from None
+
+
+def parse_positive(name: str, raw: str | None, default: float) -> float:
+    """A positive number from the variable ``name`` (unset or empty: ``default``)."""
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number.") from None
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r} must be a positive number.")
+    return value
+
+
+@dataclass(frozen=True)
+class ApiBounds:
+    """How long and how much one OE API call may take: what ends a hostile or broken answer."""
+
+    request_deadline_seconds: float = DEFAULT_REQUEST_DEADLINE_SECONDS
+    retry_budget_seconds: float = DEFAULT_RETRY_BUDGET_SECONDS
+    max_response_mb: float = DEFAULT_MAX_RESPONSE_MB
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiBounds:
+        env = os.environ if env is None else env
+        return cls(
+            parse_positive(REQUEST_DEADLINE, env.get(REQUEST_DEADLINE), DEFAULT_REQUEST_DEADLINE_SECONDS),
+            parse_positive(RETRY_BUDGET, env.get(RETRY_BUDGET), DEFAULT_RETRY_BUDGET_SECONDS),
+            parse_positive(MAX_RESPONSE_MB, env.get(MAX_RESPONSE_MB), DEFAULT_MAX_RESPONSE_MB),
+        )
 
 
 @dataclass(frozen=True)

@@ -311,12 +311,21 @@ class Comparison:
     extra: list[str]
     duplicates: dict[str, list[str]]
     event_log_only: list[str] = field(default_factory=list)
-    """event_log instances without a landed context (the seed's MERGE never deletes)"""
+    """event_log instances without a landed context"""
+    marked_deleted: list[str] = field(default_factory=list)
+    """landed contexts the API no longer returns: kept in every table, marked deleted"""
+    wrongly_marked: list[str] = field(default_factory=list)
+    """contexts marked deleted that the API still returns, or marked differently across tables"""
 
     @property
     def exact(self) -> bool:
         return not (
-            self.lost or self.changed or self.extra or self.event_log_only or any(self.duplicates.values())
+            self.lost
+            or self.changed
+            or self.extra
+            or self.event_log_only
+            or self.wrongly_marked
+            or any(self.duplicates.values())
         )
 
 
@@ -329,7 +338,10 @@ def compare_with_simulator(
 ) -> Comparison:
     """The warehouse's raw documents (hashed), execution_context and event_log ids vs ``contexts``.
 
-    With ``days``, only those creation days are compared (both sides).
+    What was landed stays landed: a landed context the API no longer returns must still be in
+    the three tables, marked deleted with the same time in each (``deleted_at`` /
+    ``_oe_deleted_at``); the contexts not marked must be exactly ``contexts``. With ``days``,
+    only those creation days are compared (both sides).
     """
     wanted = {
         c["context"]["processid"]: doc_hash(c) for c in contexts if days is None or created_day(c) in days
@@ -340,45 +352,44 @@ def compare_with_simulator(
         if days is not None:
             where, params = "WHERE partition_date IN (SELECT unnest(?::DATE[]))", [list(days)]
         raw = conn.execute(
-            f"SELECT process_id, document FROM raw_process_contexts {where}", params
+            f"SELECT process_id, document, deleted_at FROM raw_process_contexts {where}", params
         ).fetchall()
         cwhere = where.replace("partition_date", "_oe_partition")
-        flat = [
-            str(r[0])
-            for r in conn.execute(
-                f'SELECT "context$processid" FROM execution_context {cwhere}', params
-            ).fetchall()
-        ]
-        if days is None:
-            logged = [str(r[0]) for r in conn.execute("SELECT instance_id FROM event_log").fetchall()]
-        else:
-            logged = [
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT instance_id FROM event_log WHERE CAST(created_at AS DATE) IN (SELECT unnest(?::DATE[]))",
-                    params,
-                ).fetchall()
-            ]
+        flat = conn.execute(
+            f'SELECT "context$processid", _oe_deleted_at FROM execution_context {cwhere}', params
+        ).fetchall()
+        lwhere = where.replace("partition_date", "CAST(created_at AS DATE)")
+        logged = conn.execute(
+            f"SELECT instance_id, _oe_deleted_at FROM event_log {lwhere}", params
+        ).fetchall()
     finally:
         conn.close()
-    landed: dict[str, str] = {}
-    for pid, document in raw:
-        landed[str(pid)] = doc_hash(orjson.loads(document))
+    landed = {str(pid): doc_hash(orjson.loads(document)) for pid, document, at in raw if at is None}
+    marks = {str(pid): at for pid, _, at in raw}
     lost = sorted(set(wanted) - set(landed))
     changed = sorted(p for p in set(wanted) & set(landed) if wanted[p] != landed[p])
     extra = sorted(set(landed) - set(wanted))
     duplicates = {
         "raw_process_contexts": _duplicates([str(r[0]) for r in raw]),
-        "execution_context": _duplicates(flat),
-        "event_log": _duplicates(logged),
+        "execution_context": _duplicates([str(r[0]) for r in flat]),
+        "event_log": _duplicates([str(r[0]) for r in logged]),
     }
-    # the flattened table and the event log hold exactly the landed ids
-    if set(flat) != set(landed):
-        extra += sorted({f"execution_context:{p}" for p in set(flat) ^ set(landed)})
-    if set(landed) - set(logged):
-        extra += sorted({f"not in event_log:{p}" for p in set(landed) - set(logged)})
-    event_log_only = sorted(set(logged) - set(landed))
-    result = Comparison(len(wanted), len(wanted), lost, changed, extra, duplicates, event_log_only)
+    # the flattened table and the event log hold exactly the landed ids, with the same marks
+    flat_ids, logged_ids = {str(r[0]) for r in flat}, {str(r[0]) for r in logged}
+    if flat_ids != set(marks):
+        extra += sorted({f"execution_context:{p}" for p in flat_ids ^ set(marks)})
+    if set(marks) - logged_ids:
+        extra += sorted({f"not in event_log:{p}" for p in set(marks) - logged_ids})
+    marked = sorted(p for p, at in marks.items() if at is not None)
+    wrongly_marked = sorted(set(marked) & set(wanted))
+    for table, rows in (("execution_context", flat), ("event_log", logged)):
+        wrongly_marked += sorted(
+            f"{table}:{pid}" for pid, at in rows if str(pid) in marks and at != marks[str(pid)]
+        )
+    event_log_only = sorted(logged_ids - set(marks))
+    result = Comparison(
+        len(wanted), len(wanted), lost, changed, extra, duplicates, event_log_only, marked, wrongly_marked
+    )
     if record:
         FIGURES.records_checked += len(wanted)
         FIGURES.records_lost += len(lost) + len(changed)

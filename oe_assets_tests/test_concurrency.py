@@ -1,4 +1,5 @@
-"""One writer per DuckDB file: concurrent runs both succeed, and a killed writer frees the warehouse."""
+"""One writer per DuckDB file: concurrent runs both succeed, a killed writer frees the warehouse, and
+a run waiting on the API does not hold it."""
 
 from __future__ import annotations
 
@@ -7,15 +8,22 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import dagster as dg
 import duckdb
 import pytest
 
+from oe_assets.definitions import build_definitions
+from oe_assets.defs.runner import GraphRunReport, run_whole_graph
 from oe_assets.locking import WarehouseBusyError, exclusive_file_lock, lock_path_for
 from oe_assets.simulator import SimulatorServer
+from oe_assets.simulator.world import ContextPage
 from oe_assets_tests.helpers import created_day
+from oe_assets_tests.reliability_support import new_simulator, resources_for, world_days
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,3 +100,56 @@ def test_a_killed_writer_cannot_hold_the_warehouse(tmp_path: Path) -> None:
     with exclusive_file_lock(lock_path_for(database), timeout_seconds=5):
         pass
     assert time.monotonic() - started < 10
+
+
+PROBE = """
+import sys, duckdb
+from oe_assets.locking import exclusive_file_lock, lock_path_for
+database = sys.argv[1]
+with exclusive_file_lock(lock_path_for(database), timeout_seconds=5):
+    conn = duckdb.connect(database)  # for writing: DuckDB refuses while another process has it open
+    print(conn.execute("SELECT count(*) FROM raw_execution_templates").fetchone()[0], flush=True)
+    conn.close()
+"""
+
+
+def test_another_process_opens_the_warehouse_while_a_run_waits_on_a_slow_api(tmp_path: Path) -> None:
+    """The API is read into a stage, not into the warehouse: while every process-contexts request
+    hangs, another process takes the warehouse's lock and opens it for writing."""
+    warehouse = tmp_path / "oe.duckdb"
+    with (
+        new_simulator(180, days=1, contexts_per_day=5) as server,
+        dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
+    ):
+        defs = build_definitions(resources_for(server, warehouse, timeout_seconds=60.0))
+        days = world_days(server)
+        waiting, release = threading.Event(), threading.Event()
+        honest = server.world.page
+
+        def slow_page(template_id: str, **kwargs: Any) -> ContextPage:
+            waiting.set()
+            release.wait(timeout=60)
+            return honest(template_id, **kwargs)
+
+        server.world.page = slow_page  # type: ignore[method-assign]
+        reports: list[GraphRunReport] = []
+        run = threading.Thread(
+            target=lambda: reports.append(run_whole_graph(defs, days[0], days[-1], instance=instance))
+        )
+        run.start()
+        try:
+            assert waiting.wait(timeout=120), "the run never asked for process contexts"
+            probe = subprocess.run(
+                [sys.executable, "-c", PROBE, str(warehouse)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            release.set()
+            run.join(timeout=300)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert int(probe.stdout) == len(server.world.templates())
+    assert reports, "the run did not finish"
+    assert reports[0].success, reports[0].failure

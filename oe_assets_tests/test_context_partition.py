@@ -162,20 +162,29 @@ def _children() -> list[int]:
 
 
 @pytest.mark.parametrize("flatten_in", MODES)
-def test_a_document_that_is_not_json_fails_its_day_by_name(tmp_path: Path, flatten_in: FlattenIn) -> None:
+def test_a_document_that_is_not_json_is_quarantined_and_its_day_lands(
+    tmp_path: Path, flatten_in: FlattenIn
+) -> None:
     conn = duckdb.connect(str(tmp_path / "w.duckdb"))
     good = orjson.dumps(ctx("a0", DAYS[0])).decode()
-    days = [(DAYS[0], [[good]]), (DAYS[1], [[orjson.dumps(ctx("b0", DAYS[1])).decode(), '{"metadata": ']])]
-    written: list[date] = []
-
-    def write_all() -> None:
-        for day, _ in write_context_partitions(conn, days, loaded_at=LOADED, flatten_in=flatten_in):
-            written.append(day)
-
-    with pytest.raises(ValueError, match=r"document 1 of a chunk of partition 2025-01-02 is not valid JSON"):
-        write_all()
-    assert written == [DAYS[0]]
-    assert conn.execute('SELECT "context$processid" FROM execution_context').fetchall() == [("a0",)]
+    cut = '{"metadata": '
+    days = [(DAYS[0], [[good]]), (DAYS[1], [[orjson.dumps(ctx("b0", DAYS[1])).decode(), cut]])]
+    reports = list(write_context_partitions(conn, days, loaded_at=LOADED, flatten_in=flatten_in))
+    assert [(day, report.quarantined) for day, report in reports] == [(DAYS[0], 0), (DAYS[1], 1)]
+    assert conn.execute('SELECT "context$processid" FROM execution_context ORDER BY 1').fetchall() == [
+        ("a0",),
+        ("b0",),
+    ]
+    assert conn.execute(
+        "SELECT partition_key, record_key, reason, document FROM _oe_quarantine"
+    ).fetchall() == [
+        (
+            "2025-01-02",
+            None,
+            "not valid JSON (unexpected end of data at character 13, near '{\"metadata\": ')",
+            cut,
+        )
+    ]
     assert not _children()
 
 

@@ -179,10 +179,10 @@ def test_checks_are_attached_to_the_tables_they_guard(
         if node["assetChecksOrError"]["__typename"] == "AssetChecks"
         for check in node["assetChecksOrError"]["checks"]
     }
-    specs = {
+    specs = {  # the data-model checks, and the checks an asset emits itself (raw_process_contexts)
         (spec.asset_key.to_user_string(), spec.name): spec
-        for checks_def in designed.asset_checks or []
-        for spec in checks_def.check_specs
+        for definition in [*(designed.asset_checks or []), *(designed.assets or [])]
+        for spec in definition.check_specs  # type: ignore[union-attr]
     }
     assert set(listed) == set(specs)
     for key, check in listed.items():

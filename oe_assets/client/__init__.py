@@ -6,10 +6,13 @@ from oe_assets.client.errors import (
     OeError,
     OeNotFoundError,
     OeRequestError,
+    OeResponseTooLargeError,
     OeRetryBudgetExceeded,
     OeUnreachableError,
 )
-from oe_assets.client.oe_client import EndpointPaths, OeClient, OeClientConfig, QueryNames
+from oe_assets.client.oe_client import EndpointPaths, OeClient, OeClientConfig
+from oe_assets.client.pages import Page, RejectedRecord
+from oe_assets.client.paginator import QueryNames
 from oe_assets.client.retry import ClientStats, RetryPolicy
 
 __all__ = [
@@ -22,8 +25,11 @@ __all__ = [
     "OeError",
     "OeNotFoundError",
     "OeRequestError",
+    "OeResponseTooLargeError",
     "OeRetryBudgetExceeded",
     "OeUnreachableError",
+    "Page",
     "QueryNames",
+    "RejectedRecord",
     "RetryPolicy",
 ]

@@ -1,15 +1,21 @@
 """Errors of the OE client: each message is one sentence naming the setting to fix.
 
 Messages are built here from plain values (URLs without credentials, paths, status codes, short
-server texts that the caller has already redacted); they never embed an httpx exception text,
-a request body or a header, so neither the client secret nor an access token can reach them.
+server texts); they never embed an httpx exception text, a request body or a header. A server
+text may still quote a credential back, so every message is masked by value
+(:func:`oe_assets.secret.redact`) when the error is made.
 """
 
 from __future__ import annotations
 
+from oe_assets.secret import redact
+
 
 class OeError(Exception):
-    """Base of every error the OE client raises on purpose."""
+    """Base of every error the OE client raises on purpose; its message never holds a secret."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 class OeAuthError(OeError):
@@ -103,6 +109,19 @@ class OeBadResponseError(OeError):
         super().__init__(message)
         self.path = path
         self.page = page
+
+
+class OeResponseTooLargeError(OeBadResponseError):
+    """An answer's decoded body exceeded the configured cap (a runaway or hostile server)."""
+
+    def __init__(self, where: str, limit: int, *, setting: str = "OE_API_URL") -> None:
+        super().__init__(
+            f"{where} answered with more than {limit / (1 << 20):g} MiB once decoded, the most one "
+            f"answer may hold: the request was stopped. Check {setting}, or raise OE_MAX_RESPONSE_MB "
+            "if such answers are expected.",
+            path=where,
+        )
+        self.limit = limit
 
 
 class OeRequestError(OeError):

@@ -8,13 +8,15 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from oe_assets.context_partition import BATCH_SIZE, write_landed_partitions
+from oe_assets.context_partition import BATCH_SIZE
 from oe_assets.defs.metadata import table_metadata
 from oe_assets.defs.partitions import partition_dates
 from oe_assets.defs.resources import DUCKDB_POOL, WarehouseResource
-from oe_assets.flatten import ACCOUNTS, CONTEXTS, TEMPLATES, Flattener, TableFamily
-from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, iter_catalog_documents
+from oe_assets.flatten import ACCOUNTS, CONTEXTS, LOADED_AT, TEMPLATES, Flattener, TableFamily
+from oe_assets.flatten_process import flatten_timed
+from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, catalog_document_texts
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS
+from oe_assets.landing.retention import write_partitions_marking_deleted
 from oe_assets.model.integrity import table_exists
 from oe_assets.model.schema_file import DeclaredTable
 from oe_assets.timestamps import utc_now
@@ -27,7 +29,8 @@ _DESCRIPTIONS = {
     "execution_context": (
         "Process Context (Celonis: dimension). One row per process context; objects flattened into "
         "`$`-joined columns (`context$processid`, `metadata$updatedAt`, `context$order.found$orderId`). "
-        "Primary key `context$processid`; links to `execution_templates.id` via `context$executionTemplateID`."
+        "Primary key `context$processid`; links to `execution_templates.id` via `context$executionTemplateID`. "
+        "`_oe_deleted_at`: when the API first stopped returning the context (kept until `oe-assets prune`)."
     ),
     "execution_templates": (
         "Execution Template (Celonis: dimension): one row per digital process, primary key `id`, "
@@ -148,7 +151,8 @@ def build_context_tables_asset(
         can_subset=False,
         description=(
             "Flattens the partition's raw process contexts into execution_context and its child tables, "
-            "replacing the day's rows of every table of the family in one transaction."
+            "replacing the day's rows of every table of the family in one transaction. Contexts the API no "
+            "longer returns stay, with `_oe_deleted_at` (when they were first missed) on execution_context."
         ),
     )
     def execution_context_tables(
@@ -157,7 +161,7 @@ def build_context_tables_asset(
         days = partition_dates(context)
         reports: list[WriteReport] = []
         with warehouse.get_connection() as conn:
-            for day, report in write_landed_partitions(conn, days):
+            for day, report in write_partitions_marking_deleted(conn, days):
                 reports.append(report)
                 if report.quarantined:
                     context.log.warning(
@@ -174,11 +178,12 @@ def rebuild_catalog_family(
     """All landed documents of a catalog (templates, accounts) -> its family, replacing everything."""
     registry = load_registry(conn, family)
     flattener = Flattener(family, registry)
-    documents = iter_catalog_documents(conn, raw_table)
+    texts = catalog_document_texts(conn, raw_table)
+    constants = {LOADED_AT: utc_now()}
     batches = iter(
         [
-            flattener.flatten(documents[i : i + BATCH_SIZE], constant_columns={"_oe_loaded_at": utc_now()})
-            for i in range(0, max(len(documents), 1), BATCH_SIZE)
+            flatten_timed(flattener, texts[i : i + BATCH_SIZE], constants)[0]
+            for i in range(0, max(len(texts), 1), BATCH_SIZE)
         ]
     )
     return replace_all(conn, family, batches)

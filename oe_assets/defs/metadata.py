@@ -51,7 +51,7 @@ def table_metadata(
     return meta
 
 
-_SUMMARY_COUNTS = ("api_pages", "api_retries", "quarantined", "inserted", "updated")
+_SUMMARY_COUNTS = ("api_pages", "api_retries", "quarantined", "newly_missing", "inserted", "updated")
 
 
 def summary_markdown(

@@ -2,10 +2,11 @@
 
 import dagster as dg
 
-from oe_assets.defs.metadata import markdown_table, table_metadata
+from oe_assets.defs.metadata import markdown_table, row_count, table_metadata
 from oe_assets.defs.partitions import partition_dates
 from oe_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS
+from oe_assets.landing.retention import MODEL_DELETED_AT
 from oe_assets.process_mining.activity_log import ACTIVITY_LOG, rebuild_activity_log_partition
 from oe_assets.process_mining.event_log import EVENT_LOG, merge_event_log_partition
 
@@ -32,6 +33,7 @@ EVENT_LOG_LINEAGE = _lineage(
         "created_at": [(_CTX, "metadata$createdAt")],
         "last_modified": [(_CTX, "metadata$updatedAt")],
         "status": [(_CTX, "status")],
+        "_oe_deleted_at": [(_CTX, "_oe_deleted_at")],
     }
 )
 
@@ -51,7 +53,8 @@ def build_process_mining_assets(partitions: dg.DailyPartitionsDefinition) -> lis
             "The seed's event log (Celonis activity table): one row per process context with "
             "execution_template_name, instance_id (primary key = context$processid), created_at, last_modified, "
             "status. Maintained with the seed's MERGE, one partition at a time: a known instance gets "
-            "last_modified and status updated, a new one is inserted."
+            "last_modified and status updated, a new one is inserted. Nothing leaves it except by "
+            "`oe-assets prune --deleted`: `_oe_deleted_at` marks a context the API no longer returns."
         ),
         metadata={"dagster/column_lineage": EVENT_LOG_LINEAGE},
     )
@@ -69,6 +72,9 @@ def build_process_mining_assets(partitions: dg.DailyPartitionsDefinition) -> lis
                 extra={
                     "inserted": dg.MetadataValue.int(totals["inserted"]),
                     "updated": dg.MetadataValue.int(totals["updated"]),
+                    "marked_deleted": dg.MetadataValue.int(
+                        row_count(conn, EVENT_LOG, f"WHERE {MODEL_DELETED_AT} IS NOT NULL")
+                    ),
                     "dagster/column_lineage": EVENT_LOG_LINEAGE,
                 },
             )

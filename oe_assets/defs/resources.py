@@ -44,8 +44,21 @@ class OeApiResource(dg.ConfigurableResource):
         description=f"Comma-separated digital process ids ({settings.DIGITAL_PROCESS_IDS}); empty = all visible.",
     )
     page_size: int = Field(default=1000, description="Records per API page (the API allows at most 1000).")
-    timeout_seconds: float = Field(default=30.0, description="Timeout of one HTTP request.")
-    retry_budget_seconds: float = Field(default=120.0, description="Longest time spent retrying one request.")
+    timeout_seconds: float = Field(
+        default=30.0, description="Longest silence of the server within one request."
+    )
+    request_deadline_seconds: float = Field(
+        default=settings.DEFAULT_REQUEST_DEADLINE_SECONDS,
+        description=f"Longest time one request (headers and body) may take ({settings.REQUEST_DEADLINE}).",
+    )
+    retry_budget_seconds: float = Field(
+        default=settings.DEFAULT_RETRY_BUDGET_SECONDS,
+        description=f"Longest time one call may take, its retries included ({settings.RETRY_BUDGET}).",
+    )
+    max_response_megabytes: float = Field(
+        default=settings.DEFAULT_MAX_RESPONSE_MB,
+        description=f"Largest answer, once decoded, in MiB; a larger one fails its request ({settings.MAX_RESPONSE_MB}).",
+    )
     backoff_base_seconds: float = Field(
         default=0.5, description="First retry waits up to this long (full jitter, doubling per retry)."
     )
@@ -62,7 +75,9 @@ class OeApiResource(dg.ConfigurableResource):
             client_secret=Secret(self.client_secret),
             page_size=self.page_size,
             timeout_seconds=self.timeout_seconds,
+            request_deadline_seconds=self.request_deadline_seconds,
             retry_budget_seconds=self.retry_budget_seconds,
+            max_response_bytes=int(self.max_response_megabytes * (1 << 20)),
             backoff_base_seconds=self.backoff_base_seconds,
         )
 
@@ -107,8 +122,12 @@ def env_or_default(name: str, default: str) -> str:
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
+    bounds = settings.ApiBounds.from_env()
     return {
         "oe_api": OeApiResource(
+            request_deadline_seconds=bounds.request_deadline_seconds,
+            retry_budget_seconds=bounds.retry_budget_seconds,
+            max_response_megabytes=bounds.max_response_mb,
             api_url=env_or_default(settings.API_URL, settings.DEFAULT_API_URL),
             auth_url=env_or_default(settings.AUTH_URL, ""),
             client_id=dg.EnvVar(settings.CLIENT_ID),

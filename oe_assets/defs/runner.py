@@ -99,11 +99,18 @@ def run_whole_graph(
     """Catalog first (digital processes, accounts), then the days start..end as one run."""
     report = GraphRunReport()
     instance = instance or dg.DagsterInstance.get()
-    # The whole graph holds the warehouse: a concurrent run must not interleave between our
-    # writes and our checks (the ops' own lock is re-entrant in this thread).
-    with exclusive_file_lock(lock_path_for(_warehouse_path(defs))):
+    # Whole-graph runs take turns, so that another one cannot interleave between our writes and
+    # our checks (a check sees the graph as this run left it). The turn is a lock of its own, not
+    # the warehouse's: the warehouse is locked only while a step has it open, never while the
+    # API is read, so other processes (readers, `oe-assets prune`) get it in between.
+    with exclusive_file_lock(graph_lock_path(_warehouse_path(defs))):
         _run_catalog_then_contexts(defs, start, end, instance, report)
     return report
+
+
+def graph_lock_path(database: str) -> Path:
+    """Held by a whole-graph run (CLI ``materialize``/``demo``) from its first step to its last."""
+    return lock_path_for(database).with_suffix(".graph.lock")
 
 
 def _warehouse_path(defs: dg.Definitions) -> str:

@@ -11,6 +11,7 @@ from oe_assets.flatten.flattener import (
     Flattener,
     QuarantinedRecord,
     TypeConflict,
+    UnparsableDocument,
 )
 from oe_assets.flatten.naming import (
     ACCOUNTS,
@@ -63,5 +64,6 @@ __all__ = [
     "TableFamily",
     "TablePath",
     "TypeConflict",
+    "UnparsableDocument",
     "reassemble",
 ]

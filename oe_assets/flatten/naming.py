@@ -41,7 +41,9 @@ PARENT_ROW_ID = "_oe_parent_row_id"
 POSITION = "_oe_position"
 PARTITION = "_oe_partition"
 LOADED_AT = "_oe_loaded_at"
-RESERVED_COLUMNS: tuple[str, ...] = (ROW_ID, PARENT_ROW_ID, POSITION, PARTITION, LOADED_AT)
+DELETED_AT = "_oe_deleted_at"
+"""When the API stopped returning the document (set on the root table by the landing, not the flattener)."""
+RESERVED_COLUMNS: tuple[str, ...] = (ROW_ID, PARENT_ROW_ID, POSITION, PARTITION, LOADED_AT, DELETED_AT)
 """System column names reserved in every table before any JSON path is registered."""
 
 ColumnPath = tuple[str, ...]

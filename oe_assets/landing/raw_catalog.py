@@ -8,14 +8,13 @@ their digital process and account.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import duckdb
-import orjson
 import pyarrow as pa
 
+from oe_assets.client import Page
 from oe_assets.landing.raw_contexts import QUARANTINE, QUARANTINE_DDL
 from oe_assets.warehouse import transaction
 
@@ -57,41 +56,18 @@ class CatalogLandingReport:
     quarantined: list[tuple[str | None, str, str]] = field(default_factory=list)  # key, reason, document
 
 
-def _dump(doc: object) -> str:
-    try:
-        return orjson.dumps(doc).decode()
-    except TypeError:
-        return repr(doc)
-
-
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
 def land_catalog(
-    conn: duckdb.DuckDBPyConnection, table: str, documents: Sequence[object], loaded_at: datetime
+    conn: duckdb.DuckDBPyConnection, table: str, page: Page, loaded_at: datetime
 ) -> CatalogLandingReport:
-    """Upsert the listed documents by `id`, in one transaction."""
+    """Upsert the listed documents by `id`, each as the API's text, in one transaction; what has
+    no id, and the list's elements that are no records, go to the quarantine with their text."""
     report = CatalogLandingReport(table=table)
-    rows: dict[str, dict[str, object]] = {}
-    for doc in documents:
-        key = doc.get("id") if isinstance(doc, dict) else None
-        if not isinstance(doc, dict) or not isinstance(key, str) or not key:
-            reason = (
-                "record is not an object" if not isinstance(doc, dict) else "id is missing or not a string"
-            )
-            report.quarantined.append((key if isinstance(key, str) else None, reason, _dump(doc)))
-            continue
-        text = orjson.dumps(doc).decode()
-        rows[key] = {
-            "id": key,
-            "tenant": _text(doc.get("tenant")),
-            "name": _text(doc.get("name")),
-            "state": _text(doc.get("state")),
-            "document": text,
-            "document_sha256": hashlib.sha256(text.encode()).hexdigest(),
-        }
-    staged = pa.Table.from_pylist(list(rows.values()), schema=_STAGE_SCHEMA)
+    rows = _catalog_rows(page, report)
+    staged = pa.Table.from_pylist(rows, schema=_STAGE_SCHEMA)
     with transaction(conn):
         conn.execute(_CATALOG_DDL.format(table=table))
         conn.execute(QUARANTINE_DDL)
@@ -126,11 +102,31 @@ def land_catalog(
     return report
 
 
-def iter_catalog_documents(conn: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, object]]:
-    """Every landed document of the table (including ones the API no longer lists)."""
+def _catalog_rows(page: Page, report: CatalogLandingReport) -> list[dict[str, object]]:
+    """Staging rows by id (the last version of an id wins); quarantines what cannot be one."""
+    rows: dict[str, dict[str, object]] = {}
+    for doc, text in zip(page, page.texts, strict=True):
+        key = doc.get("id")
+        if not isinstance(key, str) or not key:
+            report.quarantined.append((None, "id is missing or not a string", text))
+            continue
+        rows[key] = {
+            "id": key,
+            "tenant": _text(doc.get("tenant")),
+            "name": _text(doc.get("name")),
+            "state": _text(doc.get("state")),
+            "document": text,
+            "document_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        }
+    report.quarantined += [(None, rejected.reason, rejected.text) for rejected in page.rejected]
+    return list(rows.values())
+
+
+def catalog_document_texts(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    """The API's text of every landed document of the table (including ones the API no longer lists)."""
     exists = conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
     ).fetchone()
     if not exists or not exists[0]:
         return []
-    return [orjson.loads(r[0]) for r in conn.execute(f"SELECT document FROM {table} ORDER BY id").fetchall()]
+    return [str(r[0]) for r in conn.execute(f"SELECT document FROM {table} ORDER BY id").fetchall()]

@@ -1,30 +1,42 @@
 """Land process contexts verbatim, one creation day (or a range of days) at a time.
 
-The raw table is the project's own copy of the data: OE deletes contexts when their digital
-process is deleted, so a refresh only replaces the rows of the digital processes it actually
-read; rows of vanished digital processes stay landed.
+The raw table is the project's own copy of the data (OE deletes contexts when their digital
+process is deleted: see the API contract, Retention), so a refresh only adds and updates:
+each context is upserted by process id, an older ``updatedAt`` never overwrites a newer landed
+version, and a landed context of the days and digital processes read that the API no longer
+returns is kept and marked (``deleted_at``: when it was first missed; cleared when it comes
+back). Removing marked rows is a user's explicit act (``oe-assets prune --deleted``, see
+:mod:`oe_assets.landing.retention`). A day whose answer shrinks sharply is reported.
+
+The API is read into a stage outside the warehouse first (:mod:`oe_assets.landing.stage`);
+:func:`commit_stage` then applies it in one transaction.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
+from pathlib import Path
 
 import duckdb
-import orjson
-import pyarrow as pa
 
 from oe_assets import faultpoints
 from oe_assets.client import OeClient
-from oe_assets.timestamps import day_window, parse_oe_timestamp, utc_now
+from oe_assets.landing.stage import ContextStage, stage_process_contexts
+from oe_assets.timestamps import utc_now
 from oe_assets.warehouse import transaction
 
 RAW_CONTEXTS = "raw_process_contexts"
 STATUS_HISTORY = "raw_process_context_status_history"
 QUARANTINE = "_oe_quarantine"
 FAMILY = "raw_process_contexts"
+DELETED_AT = "deleted_at"
+
+SHRINK_MIN_LANDED = 5
+"""A day is reported as shrinking sharply only when it had at least this many live contexts..."""
+SHRINK_RATIO = 0.5
+"""...and fewer than this share of them came back."""
 
 RAW_CONTEXTS_DDL = f"""
 CREATE TABLE IF NOT EXISTS {RAW_CONTEXTS} (
@@ -38,9 +50,12 @@ CREATE TABLE IF NOT EXISTS {RAW_CONTEXTS} (
     partition_date DATE NOT NULL,
     document JSON NOT NULL,
     document_sha256 VARCHAR NOT NULL,
-    loaded_at TIMESTAMP NOT NULL
+    loaded_at TIMESTAMP NOT NULL,
+    {DELETED_AT} TIMESTAMP
 )
 """
+"""``document`` is JSON, which DuckDB stores as the text given, byte for byte (duplicate keys,
+2**70, escapes and spacing stay as the API sent them; tested)."""
 
 STATUS_HISTORY_DDL = f"""
 CREATE TABLE IF NOT EXISTS {STATUS_HISTORY} (
@@ -59,235 +74,193 @@ CREATE TABLE IF NOT EXISTS {QUARANTINE} (
 )
 """
 
-_STAGE_SCHEMA = pa.schema(
-    [
-        ("process_id", pa.string()),
-        ("execution_template_id", pa.string()),
-        ("execution_template_version_id", pa.string()),
-        ("tenant", pa.string()),
-        ("created_at", pa.timestamp("us")),
-        ("updated_at", pa.timestamp("us")),
-        ("status", pa.string()),
-        ("partition_date", pa.date32()),
-        ("document", pa.string()),
-        ("document_sha256", pa.string()),
-        ("queried_template_id", pa.string()),
-    ]
-)
 
+@dataclass(frozen=True)
+class DayRetention:
+    """One day of a refresh: live contexts landed before, contexts the API returned now, and
+    landed ones it no longer returned (marked, kept)."""
 
-@dataclass
-class QuarantinedRaw:
-    partition_key: str
-    record_key: str | None
-    reason: str
-    document: str
+    day: date
+    landed_before: int
+    returned_now: int
+    newly_missing: int
+
+    @property
+    def shrank_sharply(self) -> bool:
+        """Fewer than half of the live contexts landed before came back (new ones do not make up
+        for them)."""
+        still_returned = self.landed_before - self.newly_missing
+        return self.landed_before >= SHRINK_MIN_LANDED and still_returned < SHRINK_RATIO * self.landed_before
 
 
 @dataclass
 class RawLandingReport:
     """What one landing did; becomes Dagster metadata."""
 
+    stage: ContextStage
     rows_per_partition: dict[str, int] = field(default_factory=dict)
-    templates_read: list[str] = field(default_factory=list)
-    quarantined: list[QuarantinedRaw] = field(default_factory=list)
+    retention: list[DayRetention] = field(default_factory=list)
     duplicates_merged: int = 0
-    outside_window: int = 0
+    older_versions_ignored: int = 0
     status_changes: int = 0
-    api_pages: int = 0
-    api_requests: int = 0
-    api_retries: int = 0
 
     @property
     def rows(self) -> int:
         return sum(self.rows_per_partition.values())
 
+    @property
+    def newly_missing(self) -> int:
+        return sum(d.newly_missing for d in self.retention)
+
 
 def ensure_raw_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    """Creates the raw tables, and adds ``deleted_at`` to a raw table of an older version.
+
+    Inside a transaction, call it before any delete: DuckDB cannot commit a transaction that
+    alters a table after deleting from it."""
     conn.execute(RAW_CONTEXTS_DDL)
+    conn.execute(f"ALTER TABLE {RAW_CONTEXTS} ADD COLUMN IF NOT EXISTS {DELETED_AT} TIMESTAMP")
     conn.execute(STATUS_HISTORY_DDL)
     conn.execute(QUARANTINE_DDL)
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _stage_row(
-    doc: object, queried_template_id: str, first_day: date, end_day: date
-) -> tuple[dict[str, object] | None, str | None]:
-    """A staging row, or the reason the record cannot be landed."""
-    if not isinstance(doc, dict):
-        return None, f"record is a JSON {type(doc).__name__}, not an object"
-    context = doc.get("context")
-    metadata = doc.get("metadata")
-    if not isinstance(context, dict):
-        return None, "context is missing or not an object"
-    process_id = context.get("processid")
-    if not isinstance(process_id, str) or not process_id:
-        return None, "context.processid is missing or not a non-empty string"
-    if not isinstance(metadata, dict):
-        return None, "metadata is missing or not an object"
-    created_at = parse_oe_timestamp(metadata.get("createdAt"))
-    if created_at is None:
-        return None, f"metadata.createdAt {metadata.get('createdAt')!r} is not an ISO-8601 timestamp"
-    if not first_day <= created_at.date() < end_day:
-        return {"outside": True}, None
-    raw_updated = metadata.get("updatedAt")
-    updated_at = parse_oe_timestamp(raw_updated)
-    text = orjson.dumps(doc).decode()
-    return {
-        "process_id": process_id,
-        "execution_template_id": _text(context.get("executionTemplateID")),
-        "execution_template_version_id": _text(context.get("executionTemplateVersionID")),
-        "tenant": _text(metadata.get("tenant")),
-        "created_at": created_at,
-        "updated_at": updated_at,
-        "status": _text(doc.get("status")),
-        "partition_date": created_at.date(),
-        "document": text,
-        "document_sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "queried_template_id": queried_template_id,
-    }, None
-
-
-def _record_key(doc: object) -> str | None:
-    if isinstance(doc, dict) and isinstance(doc.get("context"), dict):
-        key = doc["context"].get("processid")
-        return key if isinstance(key, str) else None
-    return None
-
-
-def fetch_into_stage(
-    conn: duckdb.DuckDBPyConnection,
-    client: OeClient,
-    template_ids: Sequence[str],
-    days: Sequence[date],
-    report: RawLandingReport,
-) -> None:
-    """Stream the days' contexts into a temporary staging table; nothing permanent is touched."""
-    first_day, last_day = min(days), max(days)
-    end_day = last_day + timedelta(days=1)
-    since, _ = day_window(first_day)
-    until, _ = day_window(end_day)
-    wanted = set(days)
-    conn.execute("DROP TABLE IF EXISTS _oe_stage_raw")
-    conn.execute(_stage_ddl("_oe_stage_raw"))
-    for template_id in template_ids:
-        for page in client.iter_process_context_pages(template_id, created_since=since, created_before=until):
-            rows: list[dict[str, object]] = []
-            for doc in page:
-                row, reason = _stage_row(doc, template_id, first_day, end_day)
-                if reason is not None:
-                    report.quarantined.append(
-                        QuarantinedRaw(first_day.isoformat(), _record_key(doc), reason, _dump(doc))
-                    )
-                elif row is not None and row.get("outside"):
-                    report.outside_window += 1
-                elif row is not None and row["partition_date"] in wanted:
-                    rows.append(row)
-                elif row is not None:
-                    report.outside_window += 1
-            if rows:
-                conn.register("_oe_stage_page", pa.Table.from_pylist(rows, schema=_STAGE_SCHEMA))
-                conn.execute("INSERT INTO _oe_stage_raw SELECT * FROM _oe_stage_page")
-                conn.unregister("_oe_stage_page")
-        report.templates_read.append(template_id)
-
-
-def _dump(doc: object) -> str:
-    try:
-        return orjson.dumps(doc).decode()
-    except TypeError:
-        return repr(doc)
-
-
-def _stage_ddl(name: str) -> str:
-    return f"""CREATE TEMP TABLE {name} (
-        process_id VARCHAR, execution_template_id VARCHAR, execution_template_version_id VARCHAR,
-        tenant VARCHAR, created_at TIMESTAMP, updated_at TIMESTAMP, status VARCHAR,
-        partition_date DATE, document VARCHAR, document_sha256 VARCHAR, queried_template_id VARCHAR)"""
-
-
 def commit_stage(
-    conn: duckdb.DuckDBPyConnection, days: Sequence[date], report: RawLandingReport, loaded_at: datetime
-) -> None:
-    """Replace the days' rows of the digital processes read, in one transaction."""
-    day_list = sorted(set(days))
-    templates = report.templates_read
-    staged = conn.execute("SELECT count(*), count(DISTINCT process_id) FROM _oe_stage_raw").fetchone()
-    assert staged is not None
-    report.duplicates_merged = int(staged[0]) - int(staged[1])
+    conn: duckdb.DuckDBPyConnection, stage: ContextStage, loaded_at: datetime
+) -> RawLandingReport:
+    """Apply a stage to the raw tables in one transaction: add and update, never delete."""
+    report = RawLandingReport(stage)
+    if not stage.days:
+        return report
     with transaction(conn):
         ensure_raw_tables(conn)
+        report.duplicates_merged = _load_latest(conn, stage)
+        report.retention = _mark_missing(conn, stage, loaded_at)
+        report.older_versions_ignored = _drop_older_versions(conn)
+        report.status_changes = _record_status_changes(conn, loaded_at)
+        # the upsert: each staged version replaces its context's row (wherever it was)
         conn.execute(
-            """CREATE TEMP TABLE _oe_stage_latest AS
-               SELECT * EXCLUDE (queried_template_id) FROM _oe_stage_raw
-               QUALIFY row_number() OVER (
-                   PARTITION BY process_id ORDER BY updated_at DESC NULLS LAST, document_sha256) = 1"""
-        )
-        # Status history: a row whenever the observed status differs from the last one observed.
-        changes = conn.execute(
-            f"""INSERT INTO {STATUS_HISTORY}
-                SELECT s.process_id, s.status, s.updated_at, ?, s.partition_date
-                FROM _oe_stage_latest s
-                LEFT JOIN (
-                    SELECT process_id, status FROM {STATUS_HISTORY}
-                    QUALIFY row_number() OVER (
-                        PARTITION BY process_id ORDER BY observed_at DESC, updated_at DESC NULLS LAST) = 1
-                ) h USING (process_id)
-                WHERE h.process_id IS NULL OR h.status IS DISTINCT FROM s.status""",
-            [loaded_at],
-        ).fetchone()
-        report.status_changes = int(changes[0]) if changes else 0
-        conn.execute(
-            f"""DELETE FROM {RAW_CONTEXTS}
-                WHERE partition_date IN (SELECT unnest(?::DATE[]))
-                  AND (execution_template_id IN (SELECT unnest(?::VARCHAR[]))
-                       OR process_id IN (SELECT process_id FROM _oe_stage_latest))""",
-            [day_list, templates],
+            f"DELETE FROM {RAW_CONTEXTS} WHERE process_id IN (SELECT process_id FROM _oe_stage_latest)"
         )
         conn.execute(
             f"INSERT INTO {RAW_CONTEXTS} BY NAME SELECT *, ?::TIMESTAMP AS loaded_at FROM _oe_stage_latest",
             [loaded_at],
         )
-        keys = [d.isoformat() for d in day_list]
-        conn.execute(
-            f"DELETE FROM {QUARANTINE} WHERE family = ? AND partition_key IN (SELECT unnest(?::VARCHAR[]))",
-            [FAMILY, keys],
-        )
-        if report.quarantined:
-            conn.executemany(
-                f"INSERT INTO {QUARANTINE} VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    [FAMILY, q.partition_key, q.record_key, q.reason, q.document, loaded_at]
-                    for q in report.quarantined
-                ],
-            )
-        counts = conn.execute("SELECT partition_date, count(*) FROM _oe_stage_latest GROUP BY ALL").fetchall()
+        _replace_quarantine(conn, stage, loaded_at)
         conn.execute("DROP TABLE _oe_stage_latest")
         faultpoints.checkpoint(faultpoints.RAW_BEFORE_COMMIT)
-    by_day = {d: int(n) for d, n in counts}
-    report.rows_per_partition = {d.isoformat(): by_day.get(d, 0) for d in day_list}
-    conn.execute("DROP TABLE IF EXISTS _oe_stage_raw")
+    returned = {d.day: d.returned_now for d in report.retention}
+    report.rows_per_partition = {d.isoformat(): returned.get(d, 0) for d in stage.days}
+    return report
+
+
+def _load_latest(conn: duckdb.DuckDBPyConnection, stage: ContextStage) -> int:
+    """The stage, one row per process id (newest ``updatedAt`` wins), as ``_oe_stage_latest``;
+    returns how many repeated rows were merged."""
+    conn.execute(
+        """CREATE OR REPLACE TEMP TABLE _oe_stage_latest AS
+           SELECT * FROM read_parquet(?)
+           QUALIFY row_number() OVER (
+               PARTITION BY process_id ORDER BY updated_at DESC NULLS LAST, document_sha256) = 1""",
+        [str(stage.contexts_file)],
+    )
+    row = conn.execute("SELECT count(*) FROM _oe_stage_latest").fetchone()
+    return stage.staged_rows - (int(row[0]) if row else 0)
+
+
+def _mark_missing(
+    conn: duckdb.DuckDBPyConnection, stage: ContextStage, loaded_at: datetime
+) -> list[DayRetention]:
+    """Marks live landed contexts of the days and digital processes read that the API did not
+    return (a record it returned unusable, with a readable id, counts as returned); clears the
+    mark of those that came back. Returns each day's counts."""
+    days, templates = stage.days, stage.templates_read
+    conn.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _oe_live_before AS
+            SELECT process_id, partition_date FROM {RAW_CONTEXTS}
+            WHERE {DELETED_AT} IS NULL AND list_contains(?::DATE[], partition_date)
+              AND list_contains(?::VARCHAR[], execution_template_id)""",
+        [days, templates],
+    )
+    conn.execute(
+        """CREATE OR REPLACE TEMP TABLE _oe_missing AS
+            SELECT * FROM _oe_live_before l
+            WHERE NOT EXISTS (SELECT 1 FROM _oe_stage_latest s WHERE s.process_id = l.process_id)
+              AND NOT EXISTS (SELECT 1 FROM read_parquet(?) q WHERE q.record_key = l.process_id)""",
+        [str(stage.quarantine_file)],
+    )
+    counts = conn.execute(
+        """SELECT d.day,
+                  (SELECT count(*) FROM _oe_live_before WHERE partition_date = d.day),
+                  (SELECT count(*) FROM _oe_stage_latest WHERE partition_date = d.day),
+                  (SELECT count(*) FROM _oe_missing WHERE partition_date = d.day)
+           FROM (SELECT unnest(?::DATE[]) AS day) d ORDER BY d.day""",
+        [days],
+    ).fetchall()
+    conn.execute(
+        f"UPDATE {RAW_CONTEXTS} SET {DELETED_AT} = ? WHERE process_id IN (SELECT process_id FROM _oe_missing)",
+        [loaded_at],
+    )
+    conn.execute(
+        f"""UPDATE {RAW_CONTEXTS} SET {DELETED_AT} = NULL
+            WHERE {DELETED_AT} IS NOT NULL AND process_id IN (SELECT process_id FROM _oe_stage_latest)"""
+    )
+    conn.execute("DROP TABLE _oe_live_before")
+    conn.execute("DROP TABLE _oe_missing")
+    return [DayRetention(day, int(before), int(now), int(missing)) for day, before, now, missing in counts]
+
+
+def _drop_older_versions(conn: duckdb.DuckDBPyConnection) -> int:
+    """Takes out of the stage the versions older than the landed one (``updatedAt`` earlier): an
+    API that answers with a stale copy does not undo a newer landing."""
+    row = conn.execute(
+        f"""DELETE FROM _oe_stage_latest s USING {RAW_CONTEXTS} r
+            WHERE r.process_id = s.process_id AND r.updated_at > s.updated_at"""
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _record_status_changes(conn: duckdb.DuckDBPyConnection, loaded_at: datetime) -> int:
+    """A history row whenever the observed status differs from the last one observed."""
+    row = conn.execute(
+        f"""INSERT INTO {STATUS_HISTORY}
+            SELECT s.process_id, s.status, s.updated_at, ?, s.partition_date
+            FROM _oe_stage_latest s
+            LEFT JOIN (
+                SELECT process_id, status FROM {STATUS_HISTORY}
+                QUALIFY row_number() OVER (
+                    PARTITION BY process_id ORDER BY observed_at DESC, updated_at DESC NULLS LAST) = 1
+            ) h USING (process_id)
+            WHERE h.process_id IS NULL OR h.status IS DISTINCT FROM s.status""",
+        [loaded_at],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _replace_quarantine(conn: duckdb.DuckDBPyConnection, stage: ContextStage, loaded_at: datetime) -> None:
+    """The days' quarantined raw records are those of this read (the API's latest answer)."""
+    conn.execute(
+        f"DELETE FROM {QUARANTINE} WHERE family = ? AND list_contains(?::VARCHAR[], partition_key)",
+        [FAMILY, [d.isoformat() for d in stage.days]],
+    )
+    conn.execute(
+        f"""INSERT INTO {QUARANTINE}
+            SELECT ?, partition_key, record_key, reason, document, ?::TIMESTAMP FROM read_parquet(?)""",
+        [FAMILY, loaded_at, str(stage.quarantine_file)],
+    )
 
 
 def land_process_contexts(
-    conn: duckdb.DuckDBPyConnection, client: OeClient, template_ids: Sequence[str], days: Iterable[date]
+    conn: duckdb.DuckDBPyConnection,
+    client: OeClient,
+    template_ids: Sequence[str],
+    days: Iterable[date],
+    *,
+    stage_dir: Path | None = None,
 ) -> RawLandingReport:
-    """Fetch the days' contexts of each digital process and replace those days' raw rows."""
-    day_list = sorted(set(days))
-    report = RawLandingReport()
-    if not day_list:
-        return report
-    ensure_raw_tables(conn)
-    before = client.stats.pages, client.stats.requests, client.stats.retries
-    fetch_into_stage(conn, client, template_ids, day_list, report)
-    commit_stage(conn, day_list, report, utc_now())
-    report.api_pages = client.stats.pages - before[0]
-    report.api_requests = client.stats.requests - before[1]
-    report.api_retries = client.stats.retries - before[2]
-    return report
+    """Stage the days' contexts of each digital process, then commit them (for callers that
+    hold the warehouse anyway; the asset stages before it opens the warehouse)."""
+    with stage_process_contexts(client, template_ids, list(days), directory=stage_dir) as stage:
+        return commit_stage(conn, stage, utc_now())
 
 
 def count_raw_documents(conn: duckdb.DuckDBPyConnection, partition_dates: Sequence[date]) -> int:

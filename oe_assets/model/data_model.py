@@ -205,6 +205,11 @@ def build_data_model(declared: list[DeclaredTable]) -> DataModel:
         relations=tuple(relations),
         notes={
             "activity_table": "event_log is the seed's activity table; activity_log is the activity-level log.",
+            "retention": (
+                "contexts the API no longer returns stay in every table, marked: raw_process_contexts.deleted_at, "
+                "execution_context._oe_deleted_at and event_log._oe_deleted_at (when first missed); "
+                "`oe-assets prune --deleted` removes them."
+            ),
             "child_keys": (
                 f"child rows are keyed by (root key, {ROW_ID}): {ROW_ID} is the row's position path inside "
                 f"its document ('2', '2/0'), {PARENT_ROW_ID} its parent row's path ('' for the document's "

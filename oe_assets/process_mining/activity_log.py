@@ -9,7 +9,10 @@ How each activity is derived (case = one process context, `case_id` = `context$p
 | `Status: <status>`      | status        | `metadata.updatedAt` when that status was first observed by a load | raw_process_context_status_history |
 | `Process <status>`      | end           | `metadata.updatedAt`, for finished/failed/stopped runs | execution_context              |
 
-Status changes are history: a run seen `running` and later `finished` keeps both rows.
+Status changes are history: a run seen `running` and later `finished` keeps both rows. Times
+are read with :func:`~oe_assets.warehouse.sql.utc_timestamp` (TIMESTAMP or text with any offset,
+as UTC). A context the API no longer returns keeps its activities (it stays in execution_context,
+marked `_oe_deleted_at`); only `oe-assets prune --deleted` removes them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import orjson
 from oe_assets.landing.raw_contexts import STATUS_HISTORY
 from oe_assets.process_mining.event_log import model_tables_exist
 from oe_assets.warehouse import quote_ident, quote_literal, transaction
+from oe_assets.warehouse.sql import utc_timestamp
 
 ACTIVITY_LOG = "activity_log"
 TERMINAL_STATUSES = ("finished", "failed", "stopped")
@@ -66,9 +70,9 @@ def _activity_select(conn: duckdb.DuckDBPyConnection) -> str:
     key = f'{ctx}."context$processid"'
     tpl = f'{ctx}."context$executionTemplateID", t.name'
     parts = [
-        f"""SELECT {key}, 'Process started', TRY_CAST({ctx}."metadata$createdAt" AS TIMESTAMP), 'start', 0, {tpl},
+        f"""SELECT {key}, 'Process started', {utc_timestamp(f'{ctx}."metadata$createdAt"')}, 'start', 0, {tpl},
                    'execution_context.metadata$createdAt' {base}""",
-        f"""SELECT {key}, 'Process ' || {ctx}.status, TRY_CAST({ctx}."metadata$updatedAt" AS TIMESTAMP), 'end', 3,
+        f"""SELECT {key}, 'Process ' || {ctx}.status, {utc_timestamp(f'{ctx}."metadata$updatedAt"')}, 'end', 3,
                    {tpl}, 'execution_context.metadata$updatedAt' {base}
                    AND {ctx}.status IN ({", ".join(quote_literal(s) for s in TERMINAL_STATUSES)})""",
         f"""SELECT h.process_id, 'Status: ' || h.status, coalesce(h.updated_at, h.observed_at), 'status', 2, {tpl},
@@ -79,7 +83,7 @@ def _activity_select(conn: duckdb.DuckDBPyConnection) -> str:
     ]
     for event_key, column in step_timestamp_columns(conn):
         parts.append(
-            f"""SELECT {key}, {quote_literal(event_key)}, TRY_CAST({ctx}.{quote_ident(column)} AS TIMESTAMP), 'step', 1,
+            f"""SELECT {key}, {quote_literal(event_key)}, {utc_timestamp(f"{ctx}.{quote_ident(column)}")}, 'step', 1,
                        {tpl}, {quote_literal("execution_context." + column)} {base}"""
         )
     union = "\nUNION ALL\n".join(parts)

@@ -3,7 +3,10 @@
 Same table and semantics as the seed's script (section 10): one row per process context,
 `MERGE` so a known instance gets `last_modified` and `status` updated and a new one is inserted.
 Merging partition by partition gives the same table as the script over everything, without
-rebuilding history.
+rebuilding history. Beside the seed's columns, `_oe_deleted_at` copies execution_context's mark
+of a context the API no longer returns: nothing leaves the log except by `oe-assets prune`.
+Times are read with :func:`~oe_assets.warehouse.sql.utc_timestamp`, so a text column with
+offsets gives the right UTC instant.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from datetime import date
 import duckdb
 
 from oe_assets import faultpoints
+from oe_assets.landing.retention import MODEL_DELETED_AT, ensure_model_deleted_column
 from oe_assets.model.integrity import table_exists
 from oe_assets.warehouse import transaction
+from oe_assets.warehouse.sql import utc_timestamp
 
 EVENT_LOG = "event_log"
 
@@ -23,25 +28,28 @@ EVENT_LOG_DDL = (
     "CREATE TABLE IF NOT EXISTS event_log(execution_template_name varchar(256), "
     "instance_id varchar(128) PRIMARY KEY, created_at TIMESTAMP, last_modified TIMESTAMP, status varchar(64))"
 )
+DELETED_COLUMN_DDL = f"ALTER TABLE event_log ADD COLUMN IF NOT EXISTS {MODEL_DELETED_AT} TIMESTAMP"
 
-_PARTITION_SOURCE = """
+_PARTITION_SOURCE = f"""
 SELECT "execution_templates"."name" AS execution_template_name,
        "execution_context"."context$processid" AS instance_id,
-       TRY_CAST("execution_context"."metadata$createdAt" AS TIMESTAMP) AS created_at,
-       TRY_CAST("execution_context"."metadata$updatedAt" AS TIMESTAMP) AS last_modified,
-       "execution_context"."status" AS status
+       {utc_timestamp('"execution_context"."metadata$createdAt"')} AS created_at,
+       {utc_timestamp('"execution_context"."metadata$updatedAt"')} AS last_modified,
+       "execution_context"."status" AS status,
+       "execution_context".{MODEL_DELETED_AT} AS {MODEL_DELETED_AT}
 FROM "execution_templates", "execution_context"
 WHERE "execution_context"."context$executionTemplateID" = "execution_templates"."id"
   AND "execution_context"."_oe_partition" = ?
 """
 
-_MERGE = """
+_MERGE = f"""
 MERGE INTO event_log USING _oe_event_log_new AS event_log_new
 ON event_log_new.instance_id = event_log.instance_id
-WHEN MATCHED THEN UPDATE SET last_modified = event_log_new.last_modified, status = event_log_new.status
-WHEN NOT MATCHED THEN INSERT (execution_template_name, instance_id, created_at, last_modified, status)
+WHEN MATCHED THEN UPDATE SET last_modified = event_log_new.last_modified, status = event_log_new.status,
+    {MODEL_DELETED_AT} = event_log_new.{MODEL_DELETED_AT}
+WHEN NOT MATCHED THEN INSERT (execution_template_name, instance_id, created_at, last_modified, status, {MODEL_DELETED_AT})
 VALUES (event_log_new.execution_template_name, event_log_new.instance_id, event_log_new.created_at,
-        event_log_new.last_modified, event_log_new.status)
+        event_log_new.last_modified, event_log_new.status, event_log_new.{MODEL_DELETED_AT})
 """
 
 
@@ -49,34 +57,20 @@ def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) 
     """Merge one creation-day partition of execution_context into event_log, in one transaction."""
     with transaction(conn):
         conn.execute(EVENT_LOG_DDL)
+        conn.execute(DELETED_COLUMN_DDL)
         if not model_tables_exist(conn):  # nothing has landed yet: an empty log, not an error
             total = _count(conn, "SELECT count(*) FROM event_log")
-            return {"source_rows": 0, "inserted": 0, "updated": 0, "deleted": 0, "total": total}
+            return {"source_rows": 0, "inserted": 0, "updated": 0, "total": total}
+        ensure_model_deleted_column(conn)
         conn.execute(f"CREATE OR REPLACE TEMP TABLE _oe_event_log_new AS {_PARTITION_SOURCE}", [partition])
         before = _count(conn, "SELECT count(*) FROM event_log")
         source = _count(conn, "SELECT count(*) FROM _oe_event_log_new")
         conn.execute(_MERGE)
-        # A context OE deleted individually (its day was refreshed without it) leaves the model
-        # everywhere, so the event log stays 1:1 with execution_context. Contexts of a deleted
-        # digital process are never deleted: raw landing keeps them, and so the source keeps them.
-        deleted = conn.execute(
-            """DELETE FROM event_log WHERE CAST(created_at AS DATE) = $p
-               AND instance_id NOT IN (SELECT instance_id FROM _oe_event_log_new)
-               AND instance_id NOT IN (SELECT "context$processid" FROM execution_context)""",
-            {"p": partition},
-        ).fetchone()
-        removed = int(deleted[0]) if deleted else 0
         after = _count(conn, "SELECT count(*) FROM event_log")
         conn.execute("DROP TABLE _oe_event_log_new")
         faultpoints.checkpoint(faultpoints.EVENT_LOG_BEFORE_COMMIT)
-    inserted = after - before + removed
-    return {
-        "source_rows": source,
-        "inserted": inserted,
-        "updated": source - inserted,
-        "deleted": removed,
-        "total": after,
-    }
+    inserted = after - before
+    return {"source_rows": source, "inserted": inserted, "updated": source - inserted, "total": after}
 
 
 def model_tables_exist(conn: duckdb.DuckDBPyConnection) -> bool:

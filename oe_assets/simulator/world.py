@@ -199,7 +199,10 @@ class World:
                 index = self._index.get(tid)
                 if index is None:
                     continue
-                out.extend(orjson.loads(index.by_seq[k[2]].raw) for k in index.created)
+                for k in index.created:
+                    doc = _parsed(index.by_seq[k[2]].raw)
+                    if doc is not None:  # what put_raw_context stored may be no JSON at all
+                        out.append(doc)
             return out
 
     def count(self, template_id: str | None = None) -> int:
@@ -413,6 +416,33 @@ class World:
             )
             return key
 
+    def put_raw_context(
+        self,
+        template_id: str,
+        text: bytes,
+        *,
+        process_id: str,
+        created_at: str,
+        updated_at: str,
+        status: str = "finished",
+    ) -> None:
+        """Serve ``text`` as it is, as one element of the template's pages (NaN, lone surrogates,
+        nesting beyond any parser: what a broken OE could send); filtered and sorted by the keys
+        given. :meth:`contexts` leaves it out when it does not parse."""
+        with self._lock:
+            if template_id not in self._index:
+                raise ValueError(f"unknown digital process {template_id!r}")
+            self._plans.pop(process_id, None)
+            self._store(
+                process_id,
+                template_id,
+                text,
+                created_key=sort_key(created_at),
+                updated_key=sort_key(updated_at),
+                pid_key=process_id,
+                status=status,
+            )
+
     def delete_context(self, process_id: str) -> bool:
         """Delete one context by its storage key (its processid). False when unknown."""
         with self._lock:
@@ -545,7 +575,9 @@ class World:
     def _touch(self, key: str, now_ms: int, rng: random.Random) -> None:
         """Bump a context's updatedAt to now (and maybe end a running one); it stops progressing."""
         entry = self._entries[key]
-        doc = orjson.loads(entry.raw)
+        doc = _parsed(entry.raw)
+        if doc is None:  # stored verbatim by put_raw_context: left as it is
+            return
         self._plans.pop(key, None)
         metadata = doc.get("metadata")
         if not isinstance(metadata, dict):
@@ -562,3 +594,12 @@ class World:
             pid_key=entry.pid_key,
             status=doc.get("status"),
         )
+
+
+def _parsed(raw: bytes) -> Any:
+    """The stored document, or None when its text is no JSON object."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
