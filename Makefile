@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Dagster's instance folder, with the project's dagster.yaml (DuckDB pool, run monitoring).
-$(DAGSTER_HOME)/dagster.yaml: oe_assets/defs/dagster_instance.yaml
+$(DAGSTER_HOME)/dagster.yaml: oe_assets/orchestration/dagster_instance.yaml
 	mkdir -p $(DAGSTER_HOME)
-	cp oe_assets/defs/dagster_instance.yaml $@
+	cp oe_assets/orchestration/dagster_instance.yaml $@
 
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/oe-assets demo

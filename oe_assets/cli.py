@@ -11,7 +11,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from oe_assets import settings
+from oe_assets.config import settings
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -23,7 +23,7 @@ def _today() -> date:
 def _print_summary(warehouse: Path, report: object) -> None:
     import duckdb
 
-    from oe_assets.defs.runner import GraphRunReport
+    from oe_assets.orchestration.runner import GraphRunReport
 
     assert isinstance(report, GraphRunReport)
     conn = duckdb.connect(str(warehouse), read_only=True)
@@ -47,7 +47,7 @@ def _print_summary(warehouse: Path, report: object) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from oe_assets.defs.runner import ensure_dagster_home, run_whole_graph
+    from oe_assets.orchestration.runner import ensure_dagster_home, run_whole_graph
     from oe_assets.simulator import SimulatorServer
 
     home = ensure_dagster_home(Path(args.dagster_home) if args.dagster_home else None)
@@ -61,26 +61,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         clock_rate=args.clock_rate if args.live else 0.0,
     ).start()
     try:
-        os.environ.update(
-            {
-                settings.API_URL: server.url,
-                settings.AUTH_URL: server.url,
-                settings.CLIENT_ID: server.client_id,
-                settings.CLIENT_SECRET: server.client_secret,
-                settings.WAREHOUSE: str(warehouse),
-                settings.DIGITAL_PROCESS_IDS: "",
-            }
-        )
         start = _today() - timedelta(days=args.days)
-        os.environ.setdefault(settings.START_DATE, start.isoformat())
+        config = settings.Settings(
+            api=settings.ApiSettings(api_url=server.url),
+            warehouse=warehouse,
+            start_date=settings.Settings.from_env().start_date
+            if settings.START_DATE in os.environ
+            else start,
+        )
+        # The resources take the credentials with Dagster's EnvVar, which reads this process's
+        # environment: the runs' storage then holds the variables' names, never the values.
+        credentials = {settings.CLIENT_ID: server.client_id, settings.CLIENT_SECRET: server.client_secret}
+        os.environ.update(credentials)
         from oe_assets.definitions import build_definitions
 
         print(f"OE simulator at {server.url}; materializing {start} .. {_today()} into {warehouse}")
-        report = run_whole_graph(build_definitions(), start, _today())
+        report = run_whole_graph(build_definitions(config=config), start, _today())
         if report.success:
             _print_summary(warehouse, report)
         if report.success and args.live:
-            return _serve_live(server.url, args)
+            return _serve_live(server.url, args, {**config.to_env(), **credentials})
     finally:
         server.stop()
     if not report.success:
@@ -94,7 +94,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _dagster_dev_command(port: int) -> list[str]:
-    from oe_assets.defs.runner import PROJECT_ROOT
+    from oe_assets.orchestration.runner import PROJECT_ROOT
 
     return [
         sys.executable,
@@ -108,14 +108,14 @@ def _dagster_dev_command(port: int) -> list[str]:
     ]
 
 
-def _serve_live(simulator_url: str, args: argparse.Namespace) -> int:
+def _serve_live(simulator_url: str, args: argparse.Namespace, demo_env: dict[str, str]) -> int:
     """Keep the simulator's clock moving and run `dagster dev` with the sensor on, until Ctrl-C."""
     import signal
 
-    from oe_assets.defs.runner import PROJECT_ROOT
-    from oe_assets.defs.sensors import INTERVAL_ENV, RUNNING_ENV
+    from oe_assets.orchestration.runner import PROJECT_ROOT
 
-    env = {**os.environ, RUNNING_ENV: "1", INTERVAL_ENV: str(args.sensor_interval)}
+    sensor = {settings.SENSOR_RUNNING: "1", settings.SENSOR_INTERVAL: str(args.sensor_interval)}
+    env = {**os.environ, **demo_env, **sensor}
     command = _dagster_dev_command(args.ui_port)
     print(
         f"\nLive: the simulator at {simulator_url} runs {args.clock_rate:g}x faster than real time; "
@@ -143,7 +143,7 @@ def _day_option(option: str, text: str) -> date:
 
 def _check_partitions(days: list[tuple[str, date]]) -> None:
     """Each day must be a partition: from OE_START_DATE to today (UTC)."""
-    first, today = settings.OeSettings.from_env().start_date, _today()
+    first, today = settings.Settings.from_env().start_date, _today()
     for option, day in days:
         if day < first:
             raise ValueError(
@@ -155,7 +155,7 @@ def _check_partitions(days: list[tuple[str, date]]) -> None:
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
-    from oe_assets.defs.runner import ensure_dagster_home, run_whole_graph
+    from oe_assets.orchestration.runner import ensure_dagster_home, run_whole_graph
 
     try:
         start = _day_option("--start", args.start)
@@ -182,8 +182,8 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from oe_assets.landing.retention import prune_deleted
-    from oe_assets.locking import exclusive_file_lock, lock_path_for
     from oe_assets.warehouse.connection import connect
+    from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
 
     try:
         before = _day_option("--before", args.before) if args.before else None
@@ -241,7 +241,7 @@ def cmd_model(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from oe_assets.defs.runner import PROJECT_ROOT, ensure_dagster_home
+    from oe_assets.orchestration.runner import PROJECT_ROOT, ensure_dagster_home
 
     home = ensure_dagster_home()
     print(f"DAGSTER_HOME={home}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from oe_assets.defs.resources import OeApiResource, WarehouseResource
+from oe_assets.orchestration.resources import OeApiResource, WarehouseResource
 from oe_assets.simulator import SimulatorServer
 
 HERE = Path(__file__).resolve().parent

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from oe_assets.timestamps import parse_oe_timestamp
+from oe_assets.core.timestamps import parse_oe_timestamp
 
 
 def created_day(doc: dict) -> date:

@@ -28,9 +28,10 @@ import duckdb
 import orjson
 import pytest
 
-from oe_assets.defs.resources import OeApiResource, WarehouseResource
-from oe_assets.defs.runner import QUIET_LOGS, RANGE_END_TAG, RANGE_START_TAG
-from oe_assets.defs.sensors import CATALOG_JOB, CONTEXTS_JOB, SENSOR_NAME
+from oe_assets.defs.automation.jobs import CATALOG_JOB, CONTEXTS_JOB
+from oe_assets.defs.automation.sensors import SENSOR_NAME
+from oe_assets.orchestration.resources import OeApiResource, WarehouseResource
+from oe_assets.orchestration.runner import QUIET_LOGS, RANGE_END_TAG, RANGE_START_TAG
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.helpers import created_day, doc_hash
 

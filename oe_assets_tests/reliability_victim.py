@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", action="append", default=[], help="key=value run tag")
     args = parser.parse_args(argv)
 
-    from oe_assets.defs.runner import ensure_dagster_home
+    from oe_assets.orchestration.runner import ensure_dagster_home
+    from oe_assets_tests.crash_points import install_from_env
 
+    install_from_env()
     ensure_dagster_home()
     from oe_assets.definitions import build_definitions
     from oe_assets_tests.reliability_support import (

@@ -10,10 +10,10 @@ import dagster as dg
 import duckdb
 import pytest
 
+from oe_assets.core.timestamps import format_oe_timestamp, parse_oe_timestamp
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.runner import run_whole_graph
+from oe_assets.orchestration.runner import run_whole_graph
 from oe_assets.simulator import SimulatorServer
-from oe_assets.timestamps import format_oe_timestamp, parse_oe_timestamp
 from oe_assets.warehouse.sql import utc_timestamp
 from oe_assets_tests.conftest import SAMPLES
 

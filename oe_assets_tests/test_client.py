@@ -28,7 +28,7 @@ from oe_assets.client import (
     OeRetryBudgetExceeded,
     OeUnreachableError,
 )
-from oe_assets.secret import Secret
+from oe_assets.config.secret import Secret
 from oe_assets.simulator import SimulatorServer
 
 NOW = datetime(2024, 3, 15, 12, 0, tzinfo=UTC)

@@ -44,8 +44,8 @@ from oe_assets.client.paginator import (
     record_key,
 )
 from oe_assets.client.retry import RetryPolicy, parse_retry_after
-from oe_assets.secret import Secret, redact
-from oe_assets.timestamps import parse_timestamp
+from oe_assets.config.secret import Secret, redact
+from oe_assets.core.timestamps import parse_timestamp
 
 SECRET = "s3cr3t-Value-never-printed"
 TEMPLATE = "01HCD6ZYTDSBZ6KS1GNQYX529N"

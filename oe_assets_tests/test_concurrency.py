@@ -18,10 +18,10 @@ import duckdb
 import pytest
 
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.runner import GraphRunReport, run_whole_graph
-from oe_assets.locking import WarehouseBusyError, exclusive_file_lock, lock_path_for
+from oe_assets.orchestration.runner import GraphRunReport, run_whole_graph
 from oe_assets.simulator import SimulatorServer
 from oe_assets.simulator.world import ContextPage
+from oe_assets.warehouse.locking import WarehouseBusyError, exclusive_file_lock, lock_path_for
 from oe_assets_tests.helpers import created_day
 from oe_assets_tests.reliability_support import new_simulator, resources_for, world_days
 
@@ -77,7 +77,7 @@ def test_a_killed_writer_cannot_hold_the_warehouse(tmp_path: Path) -> None:
                 f"""
                 import time
                 from pathlib import Path
-                from oe_assets.locking import exclusive_file_lock, lock_path_for
+                from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
                 with exclusive_file_lock(lock_path_for(Path({str(database)!r}))):
                     print("locked", flush=True)
                     time.sleep(600)
@@ -104,7 +104,7 @@ def test_a_killed_writer_cannot_hold_the_warehouse(tmp_path: Path) -> None:
 
 PROBE = """
 import sys, duckdb
-from oe_assets.locking import exclusive_file_lock, lock_path_for
+from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
 database = sys.argv[1]
 with exclusive_file_lock(lock_path_for(database), timeout_seconds=5):
     conn = duckdb.connect(database)  # for writing: DuckDB refuses while another process has it open

@@ -16,7 +16,10 @@ import duckdb
 import orjson
 import pytest
 
-from oe_assets.context_partition import (
+from oe_assets.flatten.prefetch import Prefetched
+from oe_assets.flatten.process import live_flatten_processes
+from oe_assets.landing.raw_contexts import ensure_raw_tables
+from oe_assets.load.contexts import (
     PROCESS_MIN_DOCUMENTS,
     FlattenIn,
     WriteTimes,
@@ -24,9 +27,6 @@ from oe_assets.context_partition import (
     write_context_partitions,
     write_landed_partitions,
 )
-from oe_assets.flatten_process import live_flatten_processes
-from oe_assets.landing.raw_contexts import ensure_raw_tables
-from oe_assets.prefetch import Prefetched
 
 DAYS = [date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3)]
 LOADED = datetime(2025, 2, 1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.resources import DUCKDB_POOL
-from oe_assets.defs.sensors import SENSOR_NAME
+from oe_assets.defs.automation.sensors import SENSOR_NAME
 from oe_assets.model.schema_file import load_declared_tables
+from oe_assets.orchestration.resources import DUCKDB_POOL
 
 QUOTES = "execution_context$context&celonis_postaction_feedback$quotes"
 

@@ -23,7 +23,7 @@ from oe_assets.client import (
     OeResponseTooLargeError,
     OeRetryBudgetExceeded,
 )
-from oe_assets.secret import Secret
+from oe_assets.config.secret import Secret
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.hostile_server import HostileServer, Reply, Request, gzip_bomb, trickle
 

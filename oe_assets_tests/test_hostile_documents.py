@@ -17,8 +17,8 @@ import duckdb
 import orjson
 import pytest
 
-from oe_assets.context_partition import FlattenIn, write_context_partitions, write_landed_partitions
 from oe_assets.landing.raw_contexts import ensure_raw_tables
+from oe_assets.load.contexts import FlattenIn, write_context_partitions, write_landed_partitions
 from oe_assets.warehouse import WriteReport
 from oe_assets.warehouse.connection import connect
 

@@ -20,8 +20,8 @@ import duckdb
 import orjson
 import pytest
 
-from oe_assets.locking import exclusive_file_lock, lock_path_for
 from oe_assets.simulator import SimulatorServer
+from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
 from oe_assets_tests.hostile_server import HostileServer, Reply, Request, gzip_bomb, trickle
 from oe_assets_tests.reliability_support import FIGURES
 

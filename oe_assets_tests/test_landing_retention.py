@@ -21,12 +21,12 @@ import orjson
 import pytest
 
 from oe_assets.client import OeClient, OeClientConfig
+from oe_assets.config.secret import Secret
+from oe_assets.core.timestamps import format_oe_timestamp, parse_oe_timestamp
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.runner import GraphRunReport, run_whole_graph
 from oe_assets.landing.raw_contexts import land_process_contexts
-from oe_assets.secret import Secret
+from oe_assets.orchestration.runner import GraphRunReport, run_whole_graph
 from oe_assets.simulator import SimulatorServer
-from oe_assets.timestamps import format_oe_timestamp, parse_oe_timestamp
 from oe_assets_tests.helpers import created_day, doc_hash
 from oe_assets_tests.reliability_support import new_simulator, resources_for, world_days
 

@@ -21,12 +21,12 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from oe_assets import settings
+from oe_assets.config import settings
+from oe_assets.core.timestamps import format_oe_timestamp
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.runner import CheckOutcome, run_whole_graph
+from oe_assets.orchestration.runner import CheckOutcome, run_whole_graph
 from oe_assets.simulator import SimulatorServer
 from oe_assets.simulator import server as simulator_server
-from oe_assets.timestamps import format_oe_timestamp
 from oe_assets_tests.helpers import created_day
 from oe_assets_tests.reliability_support import new_simulator, resources_for, world_days
 

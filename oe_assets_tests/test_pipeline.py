@@ -13,11 +13,11 @@ import duckdb
 import orjson
 import pytest
 
-from oe_assets import context_partition
+from oe_assets.load import contexts as context_partition
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.resources import OeApiResource, WarehouseResource
-from oe_assets.defs.runner import GraphRunReport, run_whole_graph
-from oe_assets.flatten_process import FlattenProcess, live_flatten_processes
+from oe_assets.flatten.process import FlattenProcess, live_flatten_processes
+from oe_assets.orchestration.resources import OeApiResource, WarehouseResource
+from oe_assets.orchestration.runner import GraphRunReport, run_whole_graph
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.conftest import SEED_DOC, SEED_SQL
 from oe_assets_tests.helpers import (

@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.runner import run_whole_graph
+from oe_assets.orchestration.runner import run_whole_graph
 from oe_assets_tests.helpers import created_day, table_names
 from oe_assets_tests.reliability_support import new_simulator, resources_for, warehouse_snapshot, world_days
 

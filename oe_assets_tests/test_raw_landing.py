@@ -13,12 +13,12 @@ import orjson
 import pytest
 
 from oe_assets.client import OeClient, OeClientConfig
+from oe_assets.config.secret import Secret
+from oe_assets.core.timestamps import utc_now
 from oe_assets.landing.raw_catalog import RAW_TEMPLATES, land_catalog
 from oe_assets.landing.raw_contexts import land_process_contexts
-from oe_assets.secret import Secret
 from oe_assets.simulator import SimulatorServer
 from oe_assets.simulator.world import ContextPage
-from oe_assets.timestamps import utc_now
 from oe_assets_tests.helpers import created_day, doc_hash
 
 

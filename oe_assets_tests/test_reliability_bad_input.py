@@ -38,12 +38,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from oe_assets.core.timestamps import format_oe_timestamp, parse_oe_timestamp
 from oe_assets.flatten import Flattener, TableFamily, reassemble
 from oe_assets.flatten.flattener import _json_text
 from oe_assets.refresh.delta import SensorCursor, poll_finished_changes
 from oe_assets.simulator import SimulatorServer
 from oe_assets.simulator.world import ContextPage
-from oe_assets.timestamps import format_oe_timestamp, parse_oe_timestamp
 from oe_assets_tests.helpers import created_day, doc_hash
 from oe_assets_tests.reliability_support import (
     FIGURES,

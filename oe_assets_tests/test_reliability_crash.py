@@ -2,7 +2,7 @@
 
 The victim is a real pipeline process (``oe_assets_tests.reliability_victim``: the project's
 partitioned assets, run the way a launched run runs them) pointed at a simulator started here,
-with ``OE_ASSETS_CRASH_AT`` naming a point inside a warehouse write (see ``oe_assets.faultpoints``):
+with ``OE_ASSETS_CRASH_AT`` naming a point inside a warehouse write (see ``oe_assets_tests.crash_points``):
 the process SIGKILLs itself there, with the transaction open. The partition must then hold exactly
 what it held before (every table the killed step writes, byte for byte), reopening the file must
 recover whatever DuckDB left behind (its WAL), and a re-run must complete the partition.
@@ -22,7 +22,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from oe_assets.faultpoints import (
+from oe_assets.core.timestamps import format_oe_timestamp
+from oe_assets.simulator import SimulatorServer
+from oe_assets_tests.crash_points import (
     CRASH_AT_ENV,
     EVENT_LOG_BEFORE_COMMIT,
     MARKER,
@@ -30,8 +32,6 @@ from oe_assets.faultpoints import (
     after_delete,
     after_first_batch,
 )
-from oe_assets.simulator import SimulatorServer
-from oe_assets.timestamps import format_oe_timestamp
 from oe_assets_tests.helpers import created_day
 from oe_assets_tests.reliability_support import (
     FIGURES,
@@ -175,7 +175,7 @@ def _event_log_of(warehouse: Path, day: date) -> list[tuple[object, ...]]:
 
 def _create_dagster_home(home: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ROOT / "oe_assets" / "defs" / "dagster_instance.yaml", home / "dagster.yaml")
+    shutil.copyfile(ROOT / "oe_assets" / "orchestration" / "dagster_instance.yaml", home / "dagster.yaml")
     dg.DagsterInstance.from_config(str(home)).dispose()
 
 

@@ -36,7 +36,7 @@ import orjson
 import pytest
 
 from oe_assets.client.errors import OeRetryBudgetExceeded
-from oe_assets.defs.runner import run_whole_graph
+from oe_assets.orchestration.runner import run_whole_graph
 from oe_assets.simulator import SimulatorServer
 from oe_assets.simulator.faults import FaultSwitches
 from oe_assets_tests.helpers import created_day, doc_hash

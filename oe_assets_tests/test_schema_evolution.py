@@ -9,8 +9,8 @@ import dagster as dg
 import duckdb
 
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.runner import run_whole_graph
 from oe_assets.model.schema_file import infer_declared_tables
+from oe_assets.orchestration.runner import run_whole_graph
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.helpers import created_day
 

@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.resources import OeApiResource, WarehouseResource
-from oe_assets.defs.runner import run_whole_graph
+from oe_assets.orchestration.resources import OeApiResource, WarehouseResource
+from oe_assets.orchestration.runner import run_whole_graph
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.helpers import created_day
 

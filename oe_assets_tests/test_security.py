@@ -27,11 +27,11 @@ import orjson
 import pytest
 
 from oe_assets.client import OeClient, OeClientConfig
-from oe_assets.defs.resources import OeApiResource
+from oe_assets.config.secret import Secret
 from oe_assets.model.data_model import build_data_model
 from oe_assets.model.integrity import check_primary_key, check_relation
 from oe_assets.model.schema_file import infer_declared_tables, load_declared_tables, write_schema_file
-from oe_assets.secret import Secret
+from oe_assets.orchestration.resources import OeApiResource
 from oe_assets.simulator import SimulatorServer
 from oe_assets.simulator.cli import build_parser
 from oe_assets.simulator.server import is_loopback_host

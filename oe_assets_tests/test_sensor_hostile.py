@@ -19,12 +19,13 @@ import dagster as dg
 import duckdb
 import pytest
 
+from oe_assets.core.timestamps import format_oe_timestamp
 from oe_assets.definitions import build_definitions
-from oe_assets.defs.resources import OeApiResource, WarehouseResource
-from oe_assets.defs.sensors import CATALOG_JOB, CONTEXTS_JOB, SENSOR_NAME
+from oe_assets.defs.automation.jobs import CATALOG_JOB, CONTEXTS_JOB
+from oe_assets.defs.automation.sensors import SENSOR_NAME
+from oe_assets.orchestration.resources import OeApiResource, WarehouseResource
 from oe_assets.refresh.delta import ChangedContext, SensorCursor, plan_partitions
 from oe_assets.simulator import SimulatorServer
-from oe_assets.timestamps import format_oe_timestamp
 from oe_assets_tests.helpers import created_day
 
 FAR_FUTURE = "2999-01-01T00:00:00.000Z"

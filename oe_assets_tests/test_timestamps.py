@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oe_assets.context_partition import write_landed_partitions
+from oe_assets.core.timestamps import parse_oe_timestamp, parse_timestamp
 from oe_assets.flatten import TIMESTAMP_PATTERN, Flattener, TableFamily
 from oe_assets.landing.raw_contexts import ensure_raw_tables
+from oe_assets.load.contexts import write_landed_partitions
 from oe_assets.simulator.timeutil import MISSING_KEY, sort_key
-from oe_assets.timestamps import parse_oe_timestamp, parse_timestamp
 from oe_assets.warehouse.connection import connect
 
 DAY = date(2025, 3, 4)

@@ -202,9 +202,9 @@ def test_asset_page_shows_description_metadata_and_checks(ui: DagsterUi, page: o
     expect(page.get_by_text("Process Context (Celonis: dimension)", exact=False).first).to_be_visible()
     for text in ("Row count", "celonis_model", "data-engineering", "DuckDB", "context$processid"):
         expect(page.get_by_text(text, exact=True).first).to_be_visible()
-    source = page.get_by_role("link", name=re.compile(r"Open celonis_assets\.py .*in editor"))
+    source = page.get_by_role("link", name=re.compile(r"Open assets\.py .*in editor"))
     expect(source.first).to_be_visible()  # the code reference from with_source_code_references
-    assert "oe_assets/defs/celonis_assets.py:" in (source.first.get_attribute("href") or "")
+    assert "oe_assets/defs/celonis_model/assets.py:" in (source.first.get_attribute("href") or "")
     screenshot(page, "asset-execution_context.png")
 
     page.goto(f"{ui.url}/assets/execution_context?view=events")

@@ -14,8 +14,8 @@ import pytest
 pytest.register_assert_rewrite("oe_assets_tests.ui_support")
 
 from oe_assets.definitions import build_definitions  # noqa: E402
-from oe_assets.defs.resources import DUCKDB_POOL  # noqa: E402
-from oe_assets.defs.sensors import SENSOR_NAME  # noqa: E402
+from oe_assets.defs.automation.sensors import SENSOR_NAME  # noqa: E402
+from oe_assets.orchestration.resources import DUCKDB_POOL  # noqa: E402
 from oe_assets_tests.ui_support import (  # noqa: E402
     CATALOG_JOB,
     CONTEXTS_JOB,

@@ -27,7 +27,7 @@ from oe_assets.simulator import SimulatorServer
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WORKSPACE = PROJECT_ROOT / "workspace.yaml"
-INSTANCE_TEMPLATE = PROJECT_ROOT / "oe_assets" / "defs" / "dagster_instance.yaml"
+INSTANCE_TEMPLATE = PROJECT_ROOT / "oe_assets" / "orchestration" / "dagster_instance.yaml"
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
 LOCATION = "oe_assets"
 REPOSITORY = "__repository__"

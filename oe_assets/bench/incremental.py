@@ -9,7 +9,7 @@ First the whole history is loaded (untimed) the way the assets do it: every day 
 ``raw_process_contexts`` and flattened into the ``execution_context`` family. Then day ``D`` is
 refreshed ``--repeat`` times and timed: :func:`~oe_assets.landing.raw_contexts.land_process_contexts`
 (the API read of that day and the raw table's replace) followed by
-:func:`~oe_assets.context_partition.write_landed_partitions` of the day's raw documents, which is
+:func:`~oe_assets.load.contexts.write_landed_partitions` of the day's raw documents, which is
 what materializing one partition of ``raw_process_contexts`` and ``execution_context_tables`` runs.
 """
 
@@ -27,11 +27,11 @@ from typing import Any
 
 import duckdb
 
-from oe_assets import settings
 from oe_assets.client import OeClient, OeClientConfig
-from oe_assets.context_partition import write_landed_partitions
+from oe_assets.config import settings
+from oe_assets.config.secret import Secret
 from oe_assets.landing.raw_contexts import land_process_contexts
-from oe_assets.secret import Secret
+from oe_assets.load.contexts import write_landed_partitions
 from oe_assets.warehouse.connection import connect
 
 

@@ -2,10 +2,10 @@
 
 ``python -m oe_assets.bench.ours --input FILE --db WAREHOUSE.duckdb`` prints one JSON line.
 
-The documents go through :func:`oe_assets.context_partition.write_context_partitions`, the
+The documents go through :func:`oe_assets.load.contexts.write_context_partitions`, the
 function the ``execution_context_tables`` asset calls for the daily partitions of a run (schema
 registry, :class:`~oe_assets.flatten.Flattener` running ahead in a thread or, from
-:data:`~oe_assets.context_partition.PROCESS_MIN_DOCUMENTS` contexts on, a child process,
+:data:`~oe_assets.load.contexts.PROCESS_MIN_DOCUMENTS` contexts on, a child process,
 :func:`~oe_assets.warehouse.replace_partition`), one partition (and one transaction) per
 creation day, in chunks of the asset's batch size: a 30-day file is loaded as a single-run
 backfill of 30 partitions is. The only difference from the asset is where the documents come
@@ -35,14 +35,14 @@ from typing import Any
 
 import orjson
 
-from oe_assets.context_partition import (
+from oe_assets.core.timestamps import parse_oe_timestamp, utc_now
+from oe_assets.load.contexts import (
     BATCH_SIZE,
     FlattenIn,
     WriteTimes,
     flatten_in_for,
     write_context_partitions,
 )
-from oe_assets.timestamps import parse_oe_timestamp, utc_now
 from oe_assets.warehouse.connection import connect
 
 _CREATED_AT = re.compile(rb'^\{"metadata":\{[^{}]*?"createdAt":"([^"\\]{1,64})"')

@@ -26,10 +26,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from oe_assets import settings
 from oe_assets.bench.counts import compare, count_dlt, count_ours
 from oe_assets.bench.dlt_peer import DATASET, INSTALL_HINT, dlt_available
 from oe_assets.bench.measure import Measured, run_measured
+from oe_assets.config import settings
 
 SCHEMA_VERSION = 1
 THROUGHPUT_TARGET = 10.0  # ours/dlt contexts/s at the comparison size

@@ -4,7 +4,7 @@
 
 Every day of the file is parsed and flattened first, in this process, with the loader's
 registry and batch size (untimed, reported as ``seconds_flatten_beforehand``). Then the batches
-go through :func:`oe_assets.context_partition.write_flattened_partitions`, the writer's half of
+go through :func:`oe_assets.load.contexts.write_flattened_partitions`, the writer's half of
 the loader (one ``replace_partition`` transaction per day), and the writes and the closing
 checkpoint are timed. However fast flattening became, our loader could not beat this time, so
 dlt's time divided by it is the most our design could reach against dlt on the same file.
@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from oe_assets.bench.ours import iter_day_chunks
-from oe_assets.context_partition import BATCH_SIZE, PARTITION_COLUMN, write_flattened_partitions
+from oe_assets.core.timestamps import utc_now
 from oe_assets.flatten import CONTEXTS, LOADED_AT, FlatBatch, Flattener
-from oe_assets.flatten_process import parse_documents
-from oe_assets.timestamps import utc_now
+from oe_assets.flatten.process import parse_documents
+from oe_assets.load.contexts import BATCH_SIZE, PARTITION_COLUMN, write_flattened_partitions
 from oe_assets.warehouse import load_registry
 from oe_assets.warehouse.connection import connect
 

@@ -9,8 +9,8 @@ are no refresh tokens: a new token is simply requested, through the same retry p
 :class:`ClientCredentialsAuth` puts the bearer token on each request and, when the API answers
 401, renews the token and sends the request again, inside its auth flow.
 
-The client secret is a :class:`~oe_assets.secret.Secret`; :func:`_token_form` is the one place
-that reveals it. Access tokens are Secrets too: no repr shows them, and :func:`~oe_assets.secret.redact`
+The client secret is a :class:`~oe_assets.config.secret.Secret`; :func:`_token_form` is the one place
+that reveals it. Access tokens are Secrets too: no repr shows them, and :func:`~oe_assets.config.secret.redact`
 masks them for as long as the cache keeps them (it keeps every token it obtained).
 """
 
@@ -27,7 +27,7 @@ import orjson
 from oe_assets.client.errors import OeAuthError
 from oe_assets.client.retry import Answer, ClientStats, Clock, RetryingSender, Target
 from oe_assets.client.transport import read_body
-from oe_assets.secret import Secret, get_logger
+from oe_assets.config.secret import Secret, get_logger
 
 logger = get_logger("oe_assets.client")
 

@@ -3,12 +3,12 @@
 Messages are built here from plain values (URLs without credentials, paths, status codes, short
 server texts); they never embed an httpx exception text, a request body or a header. A server
 text may still quote a credential back, so every message is masked by value
-(:func:`oe_assets.secret.redact`) when the error is made.
+(:func:`oe_assets.config.secret.redact`) when the error is made.
 """
 
 from __future__ import annotations
 
-from oe_assets.secret import redact
+from oe_assets.config.secret import redact
 
 
 class OeError(Exception):

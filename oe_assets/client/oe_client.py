@@ -54,7 +54,7 @@ from oe_assets.client.retry import (
     Target,
 )
 from oe_assets.client.transport import DeadlineTransport
-from oe_assets.secret import Secret, get_logger
+from oe_assets.config.secret import Secret, get_logger
 
 logger = get_logger("oe_assets.client")
 
@@ -95,7 +95,7 @@ class OeClientConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.client_secret, Secret):
-            raise TypeError("client_secret must be a oe_assets.secret.Secret, not a plain value")
+            raise TypeError("client_secret must be a oe_assets.config.secret.Secret, not a plain value")
         _check_base_url(self.api_url, "OE_API_URL")
         _check_base_url(self.auth_url, "OE_AUTH_URL")
         if self.max_page_size < 1:

@@ -29,7 +29,7 @@ import orjson
 
 from oe_assets.client.errors import OeBadResponseError
 from oe_assets.client.pages import Page, RejectedRecord
-from oe_assets.timestamps import parse_timestamp
+from oe_assets.core.timestamps import parse_timestamp
 
 OrderBy = Literal["created", "updated"]
 

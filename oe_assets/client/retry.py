@@ -30,7 +30,7 @@ from oe_assets.client.errors import (
     OeUnreachableError,
 )
 from oe_assets.client.transport import DeadlinePassed, ResponseTooLarge, deadline, read_body
-from oe_assets.secret import get_logger
+from oe_assets.config.secret import get_logger
 
 logger = get_logger("oe_assets.client")
 

@@ -7,7 +7,7 @@ batch each list becomes a pyarrow array in one call, typed columnar:
 * bool -> BOOLEAN, int -> BIGINT (outside int64 -> VARCHAR text), float or int+float -> DOUBLE,
 * strings that are all ISO-8601 timestamps (:data:`TIMESTAMP_PATTERN`: 0-9 fraction digits, an
   offset ``Z``/``+HH:MM``/``+HHMM``/``+HH`` or none = UTC) -> TIMESTAMP, the instant in naive UTC
-  (digits beyond microseconds truncated), the same instant :func:`oe_assets.timestamps.parse_timestamp`
+  (digits beyond microseconds truncated), the same instant :func:`oe_assets.core.timestamps.parse_timestamp`
   reads; other strings -> VARCHAR,
 * any other mix -> VARCHAR holding each value's JSON text, reported as a :class:`TypeConflict`,
 * all-null -> VARCHAR.
@@ -43,6 +43,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from oe_assets.core.timestamps import parse_timestamp
 from oe_assets.flatten.naming import (
     PARENT_ROW_ID,
     POSITION,
@@ -56,12 +57,11 @@ from oe_assets.flatten.naming import (
     column_name,
 )
 from oe_assets.flatten.registry import Collision, SchemaRegistry
-from oe_assets.timestamps import parse_timestamp
 
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}(?::?\d{2})?)?$"
 """Strings of this shape (in every non-null row of a column) land as TIMESTAMP (naive UTC), unless
 one of them is no valid instant (``2023-02-30``, ``25:00:00``, a year beyond 9999 once in UTC):
-then the column stays text. What lands is what :func:`oe_assets.timestamps.parse_timestamp` reads
+then the column stays text. What lands is what :func:`oe_assets.core.timestamps.parse_timestamp` reads
 (the parser also takes ``t``/``z``/a space, which the column typing leaves as text)."""
 _TIMESTAMP_RE = re.compile(TIMESTAMP_PATTERN)
 _LONG_FRACTION = r"(\.\d{6})\d+"

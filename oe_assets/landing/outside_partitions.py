@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from oe_assets.client import OeBadResponseError, OeClient
-from oe_assets.timestamps import day_window
+from oe_assets.core.timestamps import day_window
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,9 @@ from pathlib import Path
 
 import duckdb
 
-from oe_assets import faultpoints
 from oe_assets.client import OeClient
+from oe_assets.core.timestamps import utc_now
 from oe_assets.landing.stage import ContextStage, stage_process_contexts
-from oe_assets.timestamps import utc_now
 from oe_assets.warehouse import transaction
 
 RAW_CONTEXTS = "raw_process_contexts"
@@ -147,7 +146,6 @@ def commit_stage(
         )
         _replace_quarantine(conn, stage, loaded_at)
         conn.execute("DROP TABLE _oe_stage_latest")
-        faultpoints.checkpoint(faultpoints.RAW_BEFORE_COMMIT)
     returned = {d.day: d.returned_now for d in report.retention}
     report.rows_per_partition = {d.isoformat(): returned.get(d, 0) for d in stage.days}
     return report

@@ -15,12 +15,12 @@ from datetime import date
 
 import duckdb
 
-from oe_assets.context_partition import write_landed_partitions
+from oe_assets.core.timestamps import utc_now
 from oe_assets.flatten.naming import DELETED_AT as DELETED_AT_COLUMN
 from oe_assets.landing.raw_contexts import DELETED_AT, FAMILY, QUARANTINE, RAW_CONTEXTS, STATUS_HISTORY
+from oe_assets.load.contexts import write_landed_partitions
 from oe_assets.model.integrity import table_exists
 from oe_assets.model.schema_file import CHILD_ROOT_KEYS, ROOT_TABLES
-from oe_assets.timestamps import utc_now
 from oe_assets.warehouse import COLUMNS_TABLE, TABLES_TABLE, WriteReport, quote_ident, transaction
 
 MODEL_DELETED_AT = DELETED_AT_COLUMN
@@ -70,7 +70,7 @@ def mark_deleted_in_model(conn: duckdb.DuckDBPyConnection, day: date) -> int:
 def write_partitions_marking_deleted(
     conn: duckdb.DuckDBPyConnection, days: Iterable[date]
 ) -> Iterator[tuple[date, WriteReport]]:
-    """:func:`~oe_assets.context_partition.write_landed_partitions`, each day's rows and their
+    """:func:`~oe_assets.load.contexts.write_landed_partitions`, each day's rows and their
     ``_oe_deleted_at`` marks in one transaction."""
     ensure_model_deleted_column(conn)
     yield from write_landed_partitions(conn, days, in_day=mark_deleted_in_model)

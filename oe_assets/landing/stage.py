@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from oe_assets.client import OeClient
 from oe_assets.client.pages import Page, RejectedRecord
-from oe_assets.timestamps import day_window, parse_oe_timestamp
+from oe_assets.core.timestamps import day_window, parse_oe_timestamp
 
 QUARANTINE_SAMPLES = 50
 """Quarantined records kept in memory for the run's log; all of them are staged on disk."""

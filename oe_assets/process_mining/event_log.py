@@ -15,7 +15,6 @@ from datetime import date
 
 import duckdb
 
-from oe_assets import faultpoints
 from oe_assets.landing.retention import MODEL_DELETED_AT, ensure_model_deleted_column
 from oe_assets.model.integrity import table_exists
 from oe_assets.warehouse import transaction
@@ -68,7 +67,6 @@ def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) 
         conn.execute(_MERGE)
         after = _count(conn, "SELECT count(*) FROM event_log")
         conn.execute("DROP TABLE _oe_event_log_new")
-        faultpoints.checkpoint(faultpoints.EVENT_LOG_BEFORE_COMMIT)
     inserted = after - before
     return {"source_rows": source, "inserted": inserted, "updated": source - inserted, "total": after}
 

@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from oe_assets.client import OeClient, Page, RejectedRecord
-from oe_assets.timestamps import parse_oe_timestamp
+from oe_assets.core.timestamps import parse_oe_timestamp
 
 FINISHED = "finished"
 FUTURE_TOLERANCE = timedelta(hours=1)

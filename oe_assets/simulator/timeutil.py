@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from oe_assets.timestamps import parse_timestamp
+from oe_assets.core.timestamps import parse_timestamp
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MS_PER_DAY = 86_400_000

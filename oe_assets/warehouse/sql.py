@@ -48,7 +48,7 @@ def utc_timestamp(expr: str) -> str:
     """SQL for the instant of ``expr`` as a naive UTC ``TIMESTAMP``; NULL when it is no timestamp.
 
     ``expr`` may be a ``TIMESTAMP`` (naive = UTC, the warehouse's convention), a ``TIMESTAMP
-    WITH TIME ZONE``, or text: ISO-8601 as :func:`oe_assets.timestamps.parse_timestamp` reads it
+    WITH TIME ZONE``, or text: ISO-8601 as :func:`oe_assets.core.timestamps.parse_timestamp` reads it
     (``T`` or a space, 0-9 fraction digits truncated to microseconds, ``Z``, ``+HH:MM``,
     ``+HHMM``, ``+HH`` or nothing = UTC). Why not ``TRY_CAST(x AS TIMESTAMP)``: on text it drops
     the offset (``01:30+02:00`` becomes 01:30, not 23:30 the day before); and ``TIMESTAMPTZ``

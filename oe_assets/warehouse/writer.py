@@ -20,11 +20,10 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from oe_assets import faultpoints
 from oe_assets.flatten.flattener import FlatBatch, TypeConflict
 from oe_assets.flatten.naming import PARENT_ROW_ID, POSITION, ROW_ID, TableFamily
+from oe_assets.flatten.prefetch import Prefetched
 from oe_assets.flatten.registry import Collision, RegisteredColumn, RegisteredTable, SchemaRegistry
-from oe_assets.prefetch import Prefetched
 from oe_assets.warehouse.memory import MemoryLimit
 from oe_assets.warehouse.schema import (
     BIGINT,
@@ -218,10 +217,7 @@ class _FamilyWriter:
                 self._delete_previous_quarantine()
                 for batch in source:
                     self._write_batch(batch)
-                    if self.report.batches == 1:
-                        faultpoints.checkpoint(faultpoints.after_first_batch(self.family.root_table))
                 self._delete_previous(self.previous)
-                faultpoints.checkpoint(faultpoints.after_delete(self.family.root_table))
         finally:
             with contextlib.suppress(duckdb.Error):  # a broken connection: its error matters more
                 self.memory.restore()

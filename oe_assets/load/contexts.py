@@ -16,11 +16,11 @@ from typing import Literal
 
 import duckdb
 
+from oe_assets.core.timestamps import utc_now
 from oe_assets.flatten import CONTEXTS, LOADED_AT, PARTITION, FlatBatch, Flattener
-from oe_assets.flatten_process import FlattenProcess, FlattenTimes, Job, flatten_timed
+from oe_assets.flatten.prefetch import Prefetched
+from oe_assets.flatten.process import FlattenProcess, FlattenTimes, Job, flatten_timed
 from oe_assets.landing.raw_contexts import count_raw_documents, iter_raw_document_texts
-from oe_assets.prefetch import Prefetched
-from oe_assets.timestamps import utc_now
 from oe_assets.warehouse import WriteReport, load_registry, replace_partition, transaction
 
 PARTITION_COLUMN = PARTITION
@@ -67,7 +67,7 @@ def write_context_partitions(
     Parsing and flattening run ahead of the writer, up to :data:`PREFETCH_DEPTH` batches
     (across day boundaries), in a thread or (``flatten_in="process"``) a child process: DuckDB
     writes one batch while Python flattens the next. In a thread both share the GIL, and each
-    of the writer's DuckDB calls waits to take it back; see :mod:`oe_assets.flatten_process`.
+    of the writer's DuckDB calls waits to take it back; see :mod:`oe_assets.flatten.process`.
     ``days`` and its chunks are consumed in the flattening thread, or in the caller's thread
     between writes with a process, so they must not use ``conn`` (give them a cursor of their
     own). One registry serves the whole run: it starts as the warehouse's and learns each name

@@ -10,6 +10,9 @@ import duckdb
 
 from oe_assets.warehouse import quote_ident
 
+OWNERS = ["team:data-engineering"]
+"""Who answers for every asset of the project (shown on each asset's page)."""
+
 
 def table_schema(conn: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
     rows = conn.execute(

@@ -1,36 +1,25 @@
 """The `oe_raw` layer: what the OE API returned, kept verbatim."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import duckdb
 
-from oe_assets.client import OeClient
-from oe_assets.defs.metadata import markdown_table, table_metadata
-from oe_assets.defs.partitions import partition_dates
-from oe_assets.defs.resources import DUCKDB_POOL, OeApiResource, WarehouseResource
+from oe_assets.client import OeClient, Page
+from oe_assets.config.settings import START_DATE
+from oe_assets.core.timestamps import utc_now
 from oe_assets.landing.outside_partitions import OutsidePartitions, count_outside_partitions
 from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, land_catalog
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS, RawLandingReport, commit_stage
 from oe_assets.landing.stage import stage_process_contexts
-from oe_assets.settings import START_DATE
-from oe_assets.timestamps import utc_now
+from oe_assets.orchestration.metadata import OWNERS, markdown_table, table_metadata
+from oe_assets.orchestration.partitions import CATALOG_REFRESH, CONTEXTS_REFRESH, REFRESH_TAG, partition_dates
+from oe_assets.orchestration.resources import DUCKDB_POOL, OeApiResource, WarehouseResource
 
 RAW_GROUP = "oe_raw"
-OWNERS = ["team:data-engineering"]
 OUTSIDE_CHECK = "no_contexts_outside_partitions"
-
-
-def digital_process_ids(oe_api: OeApiResource, client: OeClient) -> list[str]:
-    """The configured ids, else every digital process the API key can see."""
-    configured = oe_api.configured_template_ids()
-    if configured:
-        for template_id in configured:
-            client.get_execution_template(template_id)  # a clear error for an unknown id
-        return list(configured)
-    return [str(t["id"]) for t in client.list_execution_templates() if isinstance(t, dict) and "id" in t]
 
 
 def stage_directory(warehouse: WarehouseResource) -> Path | None:
@@ -134,7 +123,7 @@ def log_landing(
         )
 
 
-def build_raw_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.AssetsDefinition]:
+def raw_contexts_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
     first_partition = partitions.start.date()
 
     # A multi_asset only to allow subsetting: a job may select the asset without its check.
@@ -145,16 +134,8 @@ def build_raw_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Assets
                 group_name=RAW_GROUP,
                 kinds={"duckdb", "python"},
                 owners=OWNERS,
-                tags={"layer": "raw"},
-                description=(
-                    "Process contexts as the OE API returns them, one row per context (`document` holds the "
-                    "API's own text of it), partitioned by `metadata.createdAt` (UTC day). A refresh only adds "
-                    "and updates (upsert by process id; an older `updatedAt` never overwrites a newer version): "
-                    "a landed context the API no longer returns is kept with `deleted_at` set (`oe-assets prune "
-                    "--deleted` removes such contexts). The API is read into a stage file first; the warehouse "
-                    "is opened only to commit it, in one transaction. Also keeps "
-                    "`raw_process_context_status_history` (every status observed)."
-                ),
+                tags={"layer": "raw", REFRESH_TAG: CONTEXTS_REFRESH},
+                description=RAW_CONTEXTS_DESCRIPTION,
             )
         ],
         check_specs=[
@@ -179,7 +160,7 @@ def build_raw_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Assets
     ) -> Iterator[dg.MaterializeResult]:
         days = partition_dates(context)
         with oe_api.open_client() as client:
-            template_ids = digital_process_ids(oe_api, client)
+            template_ids = oe_api.template_ids_to_read(client)
             outside = count_outside_partitions(client, template_ids, first_partition, utc_now().date())
             # The API is read into the stage first; the warehouse is opened only once it is complete.
             with (
@@ -191,43 +172,50 @@ def build_raw_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Assets
                 report = commit_stage(conn, stage, utc_now())
                 meta = contexts_metadata(conn, context, report, outside)
         log_landing(context, report, outside)
-        selected = (
-            dg.AssetCheckKey(dg.AssetKey([RAW_CONTEXTS]), OUTSIDE_CHECK) in context.selected_asset_check_keys
-        )
+        check = dg.AssetCheckKey(dg.AssetKey([RAW_CONTEXTS]), OUTSIDE_CHECK)
+        selected = check in context.selected_asset_check_keys
         yield dg.MaterializeResult(
             asset_key=RAW_CONTEXTS,
             metadata=meta,
             check_results=[outside_check_result(outside)] if selected else [],
         )
 
+    return raw_process_contexts
+
+
+RAW_CONTEXTS_DESCRIPTION = (
+    "Process contexts as the OE API returns them, one row per context (`document` holds the API's own text "
+    "of it), partitioned by `metadata.createdAt` (UTC day). A refresh only adds and updates (upsert by "
+    "process id; an older `updatedAt` never overwrites a newer version): a landed context the API no longer "
+    "returns is kept with `deleted_at` set (`oe-assets prune --deleted` removes such contexts). The API is "
+    "read into a stage file first; the warehouse is opened only to commit it, in one transaction. Also keeps "
+    "`raw_process_context_status_history` (every status observed)."
+)
+
+
+def catalog_asset(
+    table: str, description: str, fetch: Callable[[OeClient, OeApiResource], Page]
+) -> dg.AssetsDefinition:
+    """A full refresh of a list the API returns whole (digital processes, accounts), by upsert."""
+
     @dg.asset(
-        name=RAW_TEMPLATES,
+        name=table,
         group_name=RAW_GROUP,
         pool=DUCKDB_POOL,
         kinds={"duckdb", "python"},
         owners=OWNERS,
-        tags={"layer": "raw"},
-        description=(
-            "Digital processes (execution templates) as the OE API returns them. Full refresh by upsert: a "
-            "digital process the API no longer lists keeps its row with `present_in_api = false`."
-        ),
+        tags={"layer": "raw", REFRESH_TAG: CATALOG_REFRESH},
+        description=description,
     )
-    def raw_execution_templates(
-        context: dg.AssetExecutionContext, oe_api: OeApiResource, warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:
+    def catalog(oe_api: OeApiResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
         with oe_api.open_client() as client:
-            configured = oe_api.configured_template_ids()
-            documents = (
-                client.get_execution_templates(configured)
-                if configured
-                else client.list_execution_templates()
-            )
+            documents = fetch(client, oe_api)
             pages, retries = client.stats.pages, client.stats.retries
         with warehouse.get_connection() as conn:
-            report = land_catalog(conn, RAW_TEMPLATES, documents, utc_now())
+            report = land_catalog(conn, table, documents, utc_now())
             meta = table_metadata(
                 conn,
-                RAW_TEMPLATES,
+                table,
                 extra={
                     "listed_by_api": dg.MetadataValue.int(report.rows_in_api),
                     "no_longer_in_api": dg.MetadataValue.int(report.no_longer_in_api),
@@ -238,33 +226,25 @@ def build_raw_assets(partitions: dg.DailyPartitionsDefinition) -> list[dg.Assets
             )
         return dg.MaterializeResult(metadata=meta)
 
-    @dg.asset(
-        name=RAW_ACCOUNTS,
-        group_name=RAW_GROUP,
-        pool=DUCKDB_POOL,
-        kinds={"duckdb", "python"},
-        owners=OWNERS,
-        tags={"layer": "raw"},
-        description="Accounts (OE tenants) as the OE API returns them; full refresh by upsert, nothing deleted.",
-    )
-    def raw_accounts(
-        context: dg.AssetExecutionContext, oe_api: OeApiResource, warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:
-        with oe_api.open_client() as client:
-            documents = client.list_tenants()
-            pages, retries = client.stats.pages, client.stats.retries
-        with warehouse.get_connection() as conn:
-            report = land_catalog(conn, RAW_ACCOUNTS, documents, utc_now())
-            meta = table_metadata(
-                conn,
-                RAW_ACCOUNTS,
-                extra={
-                    "listed_by_api": dg.MetadataValue.int(report.rows_in_api),
-                    "no_longer_in_api": dg.MetadataValue.int(report.no_longer_in_api),
-                    "api_pages": dg.MetadataValue.int(pages),
-                    "api_retries": dg.MetadataValue.int(retries),
-                },
-            )
-        return dg.MaterializeResult(metadata=meta)
+    return catalog
 
-    return [raw_process_contexts, raw_execution_templates, raw_accounts]
+
+def _templates(client: OeClient, oe_api: OeApiResource) -> Page:
+    configured = oe_api.configured_template_ids()
+    return client.get_execution_templates(configured) if configured else client.list_execution_templates()
+
+
+def catalog_assets() -> list[dg.AssetsDefinition]:
+    return [
+        catalog_asset(
+            RAW_TEMPLATES,
+            "Digital processes (execution templates) as the OE API returns them. Full refresh by upsert: a "
+            "digital process the API no longer lists keeps its row with `present_in_api = false`.",
+            _templates,
+        ),
+        catalog_asset(
+            RAW_ACCOUNTS,
+            "Accounts (OE tenants) as the OE API returns them; full refresh by upsert, nothing deleted.",
+            lambda client, _: client.list_tenants(),
+        ),
+    ]

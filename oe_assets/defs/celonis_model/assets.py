@@ -8,22 +8,19 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from oe_assets.context_partition import BATCH_SIZE
-from oe_assets.defs.metadata import table_metadata
-from oe_assets.defs.partitions import partition_dates
-from oe_assets.defs.resources import DUCKDB_POOL, WarehouseResource
-from oe_assets.flatten import ACCOUNTS, CONTEXTS, LOADED_AT, TEMPLATES, Flattener, TableFamily
-from oe_assets.flatten_process import flatten_timed
-from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, catalog_document_texts
+from oe_assets.flatten import ACCOUNTS, CONTEXTS, TEMPLATES, TableFamily
+from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS
 from oe_assets.landing.retention import write_partitions_marking_deleted
+from oe_assets.load.catalog import rebuild_catalog_family
 from oe_assets.model.integrity import table_exists
 from oe_assets.model.schema_file import DeclaredTable
-from oe_assets.timestamps import utc_now
-from oe_assets.warehouse import WriteReport, load_registry, replace_all
+from oe_assets.orchestration.metadata import OWNERS, table_metadata
+from oe_assets.orchestration.partitions import CATALOG_REFRESH, CONTEXTS_REFRESH, REFRESH_TAG, partition_dates
+from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
+from oe_assets.warehouse import WriteReport
 
 CELONIS_GROUP = "celonis_model"
-OWNERS = ["team:data-engineering"]
 
 _DESCRIPTIONS = {
     "execution_context": (
@@ -64,7 +61,11 @@ def _outs(tables: Sequence[DeclaredTable], upstream: str) -> dict[str, dg.AssetO
             description=_DESCRIPTIONS.get(table.name) or describe_child(table),
             kinds={"duckdb", "polars"} if table.parent is None else {"duckdb"},
             owners=OWNERS,
-            tags={"layer": "celonis_model", "family": table.family},
+            tags={
+                "layer": "celonis_model",
+                "family": table.family,
+                REFRESH_TAG: CONTEXTS_REFRESH if table.family == CONTEXTS.root_table else CATALOG_REFRESH,
+            },
             is_required=False,
             metadata={"parent_table": parent_dep},
         )
@@ -170,23 +171,6 @@ def build_context_tables_asset(
             yield from _results(conn, family_tables, CONTEXTS, reports, days)
 
     return execution_context_tables
-
-
-def rebuild_catalog_family(
-    conn: duckdb.DuckDBPyConnection, family: TableFamily, raw_table: str
-) -> WriteReport:
-    """All landed documents of a catalog (templates, accounts) -> its family, replacing everything."""
-    registry = load_registry(conn, family)
-    flattener = Flattener(family, registry)
-    texts = catalog_document_texts(conn, raw_table)
-    constants = {LOADED_AT: utc_now()}
-    batches = iter(
-        [
-            flatten_timed(flattener, texts[i : i + BATCH_SIZE], constants)[0]
-            for i in range(0, max(len(texts), 1), BATCH_SIZE)
-        ]
-    )
-    return replace_all(conn, family, batches)
 
 
 def build_catalog_asset(

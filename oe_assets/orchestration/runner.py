@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from oe_assets.locking import exclusive_file_lock, lock_path_for
+from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DAGSTER_HOME = PROJECT_ROOT / "dagster_home"
@@ -123,7 +123,7 @@ def _warehouse_path(defs: dg.Definitions) -> str:
 def _run_catalog_then_contexts(
     defs: dg.Definitions, start: date, end: date, instance: dg.DagsterInstance, report: GraphRunReport
 ) -> None:
-    from oe_assets.defs.sensors import CATALOG_JOB, CONTEXTS_JOB
+    from oe_assets.defs.automation.jobs import CATALOG_JOB, CONTEXTS_JOB
 
     catalog = defs.resolve_job_def(CATALOG_JOB).execute_in_process(
         instance=instance, run_config=QUIET_LOGS, raise_on_error=False

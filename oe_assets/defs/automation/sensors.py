@@ -1,79 +1,43 @@
-"""Jobs, the finished-runs sensor and the catalog schedule."""
+"""The finished-runs sensor and the catalog schedule."""
 
 import hashlib
-import os
-from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from oe_assets.client import OeClient
-from oe_assets.defs.raw_assets import digital_process_ids
-from oe_assets.defs.resources import DUCKDB_POOL, OeApiResource
+from oe_assets.config import settings
+from oe_assets.config.settings import START_DATE
+from oe_assets.defs.automation.jobs import CATALOG_JOB, CONTEXTS_JOB
+from oe_assets.orchestration.resources import OeApiResource
 from oe_assets.refresh.delta import PollResult, SensorCursor, plan_partitions, poll_finished_changes
-from oe_assets.settings import START_DATE
 
-CONTEXTS_JOB = "refresh_process_contexts"
-CATALOG_JOB = "refresh_catalog"
 SENSOR_NAME = "finished_runs_sensor"
-INTERVAL_ENV = "OE_SENSOR_INTERVAL_SECONDS"
-MAX_PARTITIONS_ENV = "OE_SENSOR_MAX_PARTITIONS_PER_TICK"
-POOL_NOTE = (
-    f"Every step that opens the DuckDB warehouse holds a slot of the concurrency pool `{DUCKDB_POOL}` "
-    "(limit 1 in DAGSTER_HOME/dagster.yaml; see Deployment > Concurrency): DuckDB allows one writer per "
-    "file, so concurrent runs wait for the slot instead of failing on the file lock."
-)
-RUNNING_ENV = "OE_SENSOR_RUNNING"
 REPORT_LIMIT = 20
 """Log lines per kind and tick (the cursor makes sure each context is reported once)."""
 
 
-def build_jobs(
-    partitioned: Sequence[dg.AssetsDefinition], catalog: Sequence[dg.AssetsDefinition]
-) -> tuple[UnresolvedAssetJobDefinition, UnresolvedAssetJobDefinition]:
-    contexts_job = dg.define_asset_job(
-        CONTEXTS_JOB,
-        selection=dg.AssetSelection.assets(*partitioned),
-        description=(
-            "One creation day (or a range, as one run) of the whole partitioned graph, with its checks. "
-            + POOL_NOTE
-        ),
-    )
-    catalog_job = dg.define_asset_job(
-        CATALOG_JOB,
-        selection=dg.AssetSelection.assets(*catalog),
-        description=(
-            "Digital processes and accounts: raw landing and their Celonis tables, with checks. " + POOL_NOTE
-        ),
-    )
-    return contexts_job, catalog_job
-
-
 def build_sensor(
-    contexts_job: UnresolvedAssetJobDefinition,
-    catalog_job: UnresolvedAssetJobDefinition,
+    jobs: list[UnresolvedAssetJobDefinition],
     partitions: dg.DailyPartitionsDefinition,
+    config: settings.SensorSettings,
 ) -> dg.SensorDefinition:
-    interval = int(os.environ.get(INTERVAL_ENV, "60"))
-    max_partitions = int(os.environ.get(MAX_PARTITIONS_ENV, "10"))
+    interval, max_partitions = config.interval_seconds, config.max_partitions_per_tick
 
     @dg.sensor(
         name=SENSOR_NAME,
-        jobs=[contexts_job, catalog_job],
+        jobs=jobs,
         minimum_interval_seconds=interval,
-        default_status=(
-            dg.DefaultSensorStatus.RUNNING
-            if os.environ.get(RUNNING_ENV, "").lower() in ("1", "true", "yes")
-            else dg.DefaultSensorStatus.STOPPED
-        ),
+        default_status=dg.DefaultSensorStatus.RUNNING if config.running else dg.DefaultSensorStatus.STOPPED,
         description=(
-            "Polls the OE API with the seed's delta filter (status=finished, updatedSince=<cursor>) for every "
+            "Polls the OE API with the Celonis extractor's delta filter (status=finished, "
+            "updatedSince=<cursor>) for every "
             "digital process, and requests one run of the partitioned graph per creation day that holds changed "
             f"contexts (run_key = day + change fingerprint; at most {max_partitions} days per tick, the rest on the "
             "next tick). When the list of digital processes changes it first refreshes the catalog "
             f"(templates, accounts). Cursor: the sensor's own state, never the warehouse. Interval: {interval} s "
-            f"(${INTERVAL_ENV})."
+            f"(${settings.SENSOR_INTERVAL})."
         ),
     )
     def finished_runs_sensor(context: dg.SensorEvaluationContext, oe_api: OeApiResource) -> dg.SensorResult:
@@ -86,7 +50,7 @@ def build_sensor(
                 requests.append(dg.RunRequest(job_name=CATALOG_JOB, run_key=f"catalog:{catalog_changed}"))
             result = poll_finished_changes(
                 client,
-                digital_process_ids(oe_api, client),
+                oe_api.template_ids_to_read(client),
                 cursor,
                 default_since=first_day,
                 now=datetime.now(UTC),
@@ -112,9 +76,7 @@ def _catalog_changed(client: OeClient, oe_api: OeApiResource, cursor: SensorCurs
     """The new fingerprint of the digital processes and their versions, or None if unchanged."""
     configured = oe_api.configured_template_ids()
     templates = (
-        [client.get_execution_template(t) for t in configured]
-        if configured
-        else client.list_execution_templates()
+        client.get_execution_templates(configured) if configured else client.list_execution_templates()
     )
     versions = sorted(f"{t.get('id')}:{(t.get('version') or {}).get('id')}" for t in templates)
     catalog = hashlib.sha256("|".join(versions).encode()).hexdigest()[:16]

@@ -6,7 +6,7 @@ the thread's switch interval, and the writer starved: 100k contexts took as long
 overlap at all (15-18 s on a 2-vCPU AMD EPYC; a bare ``SELECT 1`` cost 27 ms beside a busy
 thread). A child process has a GIL of its own, so the writer's calls return at once.
 
-The child is ``python -m oe_assets.flatten_process``, not a ``multiprocessing`` child: those
+The child is ``python -m oe_assets.flatten.process``, not a ``multiprocessing`` child: those
 import the parent's ``__main__`` module (DuckDB in the benchmark, all of Dagster in a run):
 the benchmark's peak RSS at 100k contexts was 690 MB that way, 590 MB this way. Parent and child exchange length-prefixed pickles over
 the child's stdin and stdout (its ``print`` goes to stderr): the family, the registry to start
@@ -206,7 +206,7 @@ class FlattenProcess(Generic[Tag]):
             raise ValueError(f"flattening depth must be at least 1, got {depth}")
         self.depth = depth
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "oe_assets.flatten_process"],
+            [sys.executable, "-m", "oe_assets.flatten.process"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -297,8 +297,8 @@ class FlattenProcess(Generic[Tag]):
 
 
 if __name__ == "__main__":
-    # Run the imported module's code, so that what is pickled names ``oe_assets.flatten_process``
+    # Run the imported module's code, so that what is pickled names ``oe_assets.flatten.process``
     # (the parent's module) and not ``__main__``.
-    from oe_assets.flatten_process import _child_main as child_main
+    from oe_assets.flatten.process import _child_main as child_main
 
     child_main()

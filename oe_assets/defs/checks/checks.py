@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckSpec
 
-from oe_assets.defs.resources import DUCKDB_POOL, WarehouseResource
 from oe_assets.model.data_model import DataModel, ModelTable, Relation
 from oe_assets.model.integrity import IntegrityResult, check_primary_key, check_relation, table_exists
 from oe_assets.model.schema_file import DeclaredTable
+from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
 
 _SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
 TABLE_REF_LOADER = "duckdb_table_ref"

@@ -1,0 +1,1 @@
+"""Configuration: the OE_* variables, read in one place, and the secrets among them."""

@@ -1,0 +1,178 @@
+"""Every OE_* environment variable, read in one place, into one :class:`Settings`.
+
+Other tools rely on these names, so they are fixed here and nowhere else. Definitions read the
+settings through :func:`current`: the environment, unless a command (``oe-assets demo``) builds
+its graph with settings of its own (:func:`overriding`), so no command needs to change the
+process environment to configure a run. Secrets are not read here: resources take them with
+Dagster's ``EnvVar``, so that only the variable's name is ever stored or shown.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+API_URL = "OE_API_URL"
+AUTH_URL = "OE_AUTH_URL"
+CLIENT_ID = "OE_CLIENT_ID"
+CLIENT_SECRET = "OE_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
+DIGITAL_PROCESS_IDS = "OE_DIGITAL_PROCESS_IDS"
+WAREHOUSE = "OE_WAREHOUSE"
+START_DATE = "OE_START_DATE"
+REQUEST_DEADLINE = "OE_REQUEST_DEADLINE_SECONDS"
+RETRY_BUDGET = "OE_RETRY_BUDGET_SECONDS"
+MAX_RESPONSE_MB = "OE_MAX_RESPONSE_MB"
+SENSOR_INTERVAL = "OE_SENSOR_INTERVAL_SECONDS"
+SENSOR_MAX_PARTITIONS = "OE_SENSOR_MAX_PARTITIONS_PER_TICK"
+SENSOR_RUNNING = "OE_SENSOR_RUNNING"
+
+DEFAULT_API_URL = "https://api.emporix.io"
+DEFAULT_WAREHOUSE = "data/oe_warehouse.duckdb"
+DEFAULT_START_DATE = date(2025, 1, 1)
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot work; the message names the variable."""
+
+
+def parse_digital_process_ids(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated ids; empty means every digital process the key can see."""
+    if not raw:
+        return ()
+    ids = [part.strip() for part in raw.split(",")]
+    return tuple(dict.fromkeys(i for i in ids if i))
+
+
+def parse_day(name: str, raw: str | None, default: date) -> date:
+    """A YYYY-MM-DD day from the variable ``name`` (unset or empty: ``default``)."""
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return date.fromisoformat(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a date: use YYYY-MM-DD.") from None
+
+
+def parse_positive(name: str, raw: str | None, default: float) -> float:
+    """A positive number from the variable ``name`` (unset or empty: ``default``)."""
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number.") from None
+    if not value > 0 or value == float("inf"):
+        raise SettingsError(f"{name}={raw!r} must be a positive number.")
+    return value
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Where the OE API is, which digital processes to read, and what ends a hostile answer."""
+
+    api_url: str = DEFAULT_API_URL
+    auth_url: str = ""  # empty: the same as api_url
+    digital_process_ids: tuple[str, ...] = ()
+    request_deadline_seconds: float = 60.0  # longest time one HTTP exchange (headers and body) may take
+    retry_budget_seconds: float = 120.0  # longest time one call may take, its retries included
+    max_response_mb: float = 256.0  # largest decoded answer
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ApiSettings:
+        defaults = cls()
+        return cls(
+            api_url=(env.get(API_URL) or DEFAULT_API_URL).rstrip("/"),
+            auth_url=(env.get(AUTH_URL) or "").rstrip("/"),
+            digital_process_ids=parse_digital_process_ids(env.get(DIGITAL_PROCESS_IDS)),
+            request_deadline_seconds=parse_positive(
+                REQUEST_DEADLINE, env.get(REQUEST_DEADLINE), defaults.request_deadline_seconds
+            ),
+            retry_budget_seconds=parse_positive(
+                RETRY_BUDGET, env.get(RETRY_BUDGET), defaults.retry_budget_seconds
+            ),
+            max_response_mb=parse_positive(
+                MAX_RESPONSE_MB, env.get(MAX_RESPONSE_MB), defaults.max_response_mb
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class SensorSettings:
+    interval_seconds: int = 60
+    max_partitions_per_tick: int = 10
+    running: bool = False  # declared running (otherwise switched on in the UI)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SensorSettings:
+        defaults = cls()
+        return cls(
+            interval_seconds=int(
+                parse_positive(SENSOR_INTERVAL, env.get(SENSOR_INTERVAL), defaults.interval_seconds)
+            ),
+            max_partitions_per_tick=int(
+                parse_positive(
+                    SENSOR_MAX_PARTITIONS, env.get(SENSOR_MAX_PARTITIONS), defaults.max_partitions_per_tick
+                )
+            ),
+            running=env.get(SENSOR_RUNNING, "").strip().lower() in ("1", "true", "yes"),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline needs to know: the API, the warehouse, the partitions, the sensor."""
+
+    api: ApiSettings = field(default_factory=ApiSettings)
+    warehouse: Path = Path(DEFAULT_WAREHOUSE)
+    start_date: date = DEFAULT_START_DATE
+    sensor: SensorSettings = field(default_factory=SensorSettings)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            api=ApiSettings.from_env(env),
+            warehouse=Path(env.get(WAREHOUSE) or DEFAULT_WAREHOUSE),
+            start_date=parse_day(START_DATE, env.get(START_DATE), DEFAULT_START_DATE),
+            sensor=SensorSettings.from_env(env),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as the variables :meth:`from_env` reads (for a child process)."""
+        api, sensor = self.api, self.sensor
+        return {
+            API_URL: api.api_url,
+            AUTH_URL: api.auth_url,
+            DIGITAL_PROCESS_IDS: ",".join(api.digital_process_ids),
+            REQUEST_DEADLINE: str(api.request_deadline_seconds),
+            RETRY_BUDGET: str(api.retry_budget_seconds),
+            MAX_RESPONSE_MB: str(api.max_response_mb),
+            WAREHOUSE: str(self.warehouse),
+            START_DATE: self.start_date.isoformat(),
+            SENSOR_INTERVAL: str(sensor.interval_seconds),
+            SENSOR_MAX_PARTITIONS: str(sensor.max_partitions_per_tick),
+            SENSOR_RUNNING: "1" if sensor.running else "",
+        }
+
+
+_override: ContextVar[Settings | None] = ContextVar("oe_assets_settings", default=None)
+
+
+def current() -> Settings:
+    """The settings definitions are built with: a command's own, else the environment's."""
+    return _override.get() or Settings.from_env()
+
+
+@contextmanager
+def overriding(settings: Settings) -> Iterator[Settings]:
+    """Definitions built inside use ``settings`` instead of the environment."""
+    token = _override.set(settings)
+    try:
+        yield settings
+    finally:
+        _override.reset(token)

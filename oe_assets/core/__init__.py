@@ -1,0 +1,1 @@
+"""What every layer shares: how OE writes time."""

@@ -1,0 +1,1 @@
+"""Automation: the two jobs, the finished-runs sensor and the hourly catalog schedule."""

@@ -1,0 +1,1 @@
+"""The data model's checks: primary keys, relations, schema drift."""

@@ -1,0 +1,1 @@
+"""The `oe_raw` layer: what the OE API returned, kept verbatim."""

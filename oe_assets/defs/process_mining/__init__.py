@@ -1,0 +1,1 @@
+"""The `process_mining` layer: the event log and the activity log."""

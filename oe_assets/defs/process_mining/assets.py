@@ -1,0 +1,123 @@
+"""The `process_mining` layer: the Celonis extractor's event log and an activity-level log."""
+
+from typing import Any
+
+import dagster as dg
+
+from oe_assets.landing.raw_contexts import RAW_CONTEXTS
+from oe_assets.landing.retention import MODEL_DELETED_AT
+from oe_assets.orchestration.metadata import OWNERS, markdown_table, row_count, table_metadata
+from oe_assets.orchestration.partitions import CONTEXTS_REFRESH, REFRESH_TAG, partition_dates
+from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
+from oe_assets.process_mining.activity_log import ACTIVITY_LOG, rebuild_activity_log_partition
+from oe_assets.process_mining.event_log import EVENT_LOG, merge_event_log_partition
+
+PROCESS_MINING_GROUP = "process_mining"
+
+_CTX = dg.AssetKey(["execution_context"])
+_TPL = dg.AssetKey(["execution_templates"])
+
+
+def _lineage(deps: dict[str, list[tuple[dg.AssetKey, str]]]) -> dg.TableColumnLineage:
+    return dg.TableColumnLineage(
+        deps_by_column={
+            column: [dg.TableColumnDep(asset_key=key, column_name=name) for key, name in sources]
+            for column, sources in deps.items()
+        }
+    )
+
+
+EVENT_LOG_LINEAGE = _lineage(
+    {
+        "execution_template_name": [(_TPL, "name")],
+        "instance_id": [(_CTX, "context$processid")],
+        "created_at": [(_CTX, "metadata$createdAt")],
+        "last_modified": [(_CTX, "metadata$updatedAt")],
+        "status": [(_CTX, "status")],
+        "_oe_deleted_at": [(_CTX, "_oe_deleted_at")],
+    }
+)
+
+EVENT_LOG_DESCRIPTION = (
+    "The Celonis extractor's event log (its activity table): one row per process context with "
+    "execution_template_name, instance_id (primary key = context$processid), created_at, last_modified, "
+    "status. Maintained with the extractor's event-log MERGE, one partition at a time: a known instance gets "
+    "last_modified and status updated, a new one is inserted. Nothing leaves it except by "
+    "`oe-assets prune --deleted`: `_oe_deleted_at` marks a context the API no longer returns."
+)
+
+ACTIVITY_LOG_DESCRIPTION = (
+    "Activity-level log for process mining: one row per (case_id, activity, event_time), case = process "
+    "context. Activities: 'Process started' (createdAt), each step output with its own "
+    "metadata.occurredAt (named by its event-type key), 'Status: <status>' for every status observed "
+    "between loads (history), and 'Process <status>' at updatedAt for finished/failed/stopped runs."
+)
+
+
+def _partitioned_asset(
+    partitions: dg.DailyPartitionsDefinition,
+    name: str,
+    deps: list[dg.AssetKey],
+    description: str,
+    **more: Any,
+) -> Any:
+    """The decorator both logs share: a daily-partitioned SQL asset, refreshed with the contexts."""
+    return dg.asset(
+        name=name,
+        group_name=PROCESS_MINING_GROUP,
+        deps=deps,
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=DUCKDB_POOL,
+        kinds={"duckdb", "sql"},
+        owners=OWNERS,
+        tags={"layer": "process_mining", REFRESH_TAG: CONTEXTS_REFRESH},
+        description=description,
+        **more,
+    )
+
+
+def event_log_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
+    @_partitioned_asset(
+        partitions,
+        EVENT_LOG,
+        [_CTX, _TPL],
+        EVENT_LOG_DESCRIPTION,
+        metadata={"dagster/column_lineage": EVENT_LOG_LINEAGE},
+    )
+    def event_log(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        totals = {"source_rows": 0, "inserted": 0, "updated": 0}
+        with warehouse.get_connection() as conn:
+            for day in partition_dates(context):
+                counts = merge_event_log_partition(conn, day)
+                for key in totals:
+                    totals[key] += counts[key]
+            extra = {
+                "inserted": dg.MetadataValue.int(totals["inserted"]),
+                "updated": dg.MetadataValue.int(totals["updated"]),
+                "marked_deleted": dg.MetadataValue.int(
+                    row_count(conn, EVENT_LOG, f"WHERE {MODEL_DELETED_AT} IS NOT NULL")
+                ),
+                "dagster/column_lineage": EVENT_LOG_LINEAGE,
+            }
+            meta = table_metadata(conn, EVENT_LOG, partition_rows=totals["source_rows"], extra=extra)
+        return dg.MaterializeResult(metadata=meta)
+
+    return event_log
+
+
+def activity_log_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
+    @_partitioned_asset(
+        partitions, ACTIVITY_LOG, [_CTX, _TPL, dg.AssetKey([RAW_CONTEXTS])], ACTIVITY_LOG_DESCRIPTION
+    )
+    def activity_log(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+        by_type: dict[str, int] = {}
+        with warehouse.get_connection() as conn:
+            for day in partition_dates(context):
+                for kind, n in rebuild_activity_log_partition(conn, day).items():
+                    by_type[kind] = by_type.get(kind, 0) + n
+            extra = {"activities_by_type": markdown_table(sorted(by_type.items()), ("activity_type", "rows"))}
+            meta = table_metadata(conn, ACTIVITY_LOG, partition_rows=sum(by_type.values()), extra=extra)
+        return dg.MaterializeResult(metadata=meta)
+
+    return activity_log

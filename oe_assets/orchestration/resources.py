@@ -1,0 +1,139 @@
+"""The resources' classes: the OE API and the DuckDB warehouse (their instances are built in
+``oe_assets/defs/resources.py`` from the settings; the client id and secret through ``EnvVar``, so
+the UI and the run storage show variable names, never the secret)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from oe_assets.client import OeClient, OeClientConfig
+from oe_assets.config import settings
+from oe_assets.config.secret import Secret
+from oe_assets.warehouse.connection import WAREHOUSE_SETTINGS
+from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
+
+_MASKED_FIELDS = frozenset({"client_secret"})
+
+DUCKDB_POOL = "duckdb"
+"""Every op that opens the warehouse joins this pool; the instance's dagster.yaml limits it to 1."""
+
+
+class OeApiResource(dg.ConfigurableResource):
+    """Connection to the Emporix Orchestration Engine API (the Celonis connector's parameters)."""
+
+    api_url: str = Field(
+        default=settings.DEFAULT_API_URL, description=f"Base URL of data calls ({settings.API_URL})."
+    )
+    auth_url: str = Field(
+        default="", description=f"Base URL of the token endpoint ({settings.AUTH_URL}); empty = api_url."
+    )
+    client_id: str = Field(description=f"OAuth2 client id ({settings.CLIENT_ID}).")
+    client_secret: str = Field(description=f"OAuth2 client secret ({settings.CLIENT_SECRET}); never logged.")
+    digital_process_ids: str = Field(
+        default="",
+        description=f"Comma-separated digital process ids ({settings.DIGITAL_PROCESS_IDS}); empty = all visible.",
+    )
+    page_size: int = Field(default=1000, description="Records per API page (the API allows at most 1000).")
+    timeout_seconds: float = Field(
+        default=30.0, description="Longest silence of the server within one request."
+    )
+    request_deadline_seconds: float = Field(
+        default=settings.ApiSettings.request_deadline_seconds,
+        description=f"Longest time one request (headers and body) may take ({settings.REQUEST_DEADLINE}).",
+    )
+    retry_budget_seconds: float = Field(
+        default=settings.ApiSettings.retry_budget_seconds,
+        description=f"Longest time one call may take, its retries included ({settings.RETRY_BUDGET}).",
+    )
+    max_response_megabytes: float = Field(
+        default=settings.ApiSettings.max_response_mb,
+        description=f"Largest answer, once decoded, in MiB; a larger one fails its request ({settings.MAX_RESPONSE_MB}).",
+    )
+    backoff_base_seconds: float = Field(
+        default=0.5, description="First retry waits up to this long (full jitter, doubling per retry)."
+    )
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield (name, "***" if name in _MASKED_FIELDS else value)
+
+    def client_config(self) -> OeClientConfig:
+        return OeClientConfig(
+            api_url=self.api_url.rstrip("/"),
+            auth_url=(self.auth_url or self.api_url).rstrip("/"),
+            client_id=self.client_id,
+            client_secret=Secret(self.client_secret),
+            page_size=self.page_size,
+            timeout_seconds=self.timeout_seconds,
+            request_deadline_seconds=self.request_deadline_seconds,
+            retry_budget_seconds=self.retry_budget_seconds,
+            max_response_bytes=int(self.max_response_megabytes * (1 << 20)),
+            backoff_base_seconds=self.backoff_base_seconds,
+        )
+
+    @contextmanager
+    def open_client(self) -> Iterator[OeClient]:
+        with OeClient(self.client_config()) as client:
+            yield client
+
+    def configured_template_ids(self) -> tuple[str, ...]:
+        return settings.parse_digital_process_ids(self.digital_process_ids)
+
+    def template_ids_to_read(self, client: OeClient) -> list[str]:
+        """The configured digital processes (each checked to exist), else every one the key can see."""
+        configured = self.configured_template_ids()
+        if configured:
+            client.get_execution_templates(configured)  # a clear error for an unknown id
+            return list(configured)
+        return [str(t["id"]) for t in client.list_execution_templates() if isinstance(t.get("id"), str)]
+
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse file; one writer at a time, connections always closed."""
+
+    connection_config: dict[str, Any] = Field(
+        default_factory=lambda: dict(WAREHOUSE_SETTINGS),
+        description="DuckDB settings (memory_limit, checkpoint_threshold, ...) for every connection.",
+    )
+    lock_timeout_seconds: float = Field(default=900.0, description="How long to wait for another writer.")
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.database == ":memory:":
+            conn = duckdb.connect(self.database, config=self.connection_config)
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
+        with exclusive_file_lock(lock_path_for(self.database), timeout_seconds=self.lock_timeout_seconds):
+            conn = duckdb.connect(self.database, config=self.connection_config)
+            try:
+                yield conn
+            finally:
+                conn.close()
+
+
+def resources_for(config: settings.Settings) -> dict[str, dg.ConfigurableResource]:
+    """The OE API and the warehouse as ``config`` says; the credentials through ``EnvVar``."""
+    api = config.api
+    return {
+        "oe_api": OeApiResource(
+            api_url=api.api_url,
+            auth_url=api.auth_url,
+            client_id=dg.EnvVar(settings.CLIENT_ID),
+            client_secret=dg.EnvVar(settings.CLIENT_SECRET),
+            digital_process_ids=",".join(api.digital_process_ids),
+            request_deadline_seconds=api.request_deadline_seconds,
+            retry_budget_seconds=api.retry_budget_seconds,
+            max_response_megabytes=api.max_response_mb,
+        ),
+        "warehouse": WarehouseResource(database=str(config.warehouse)),
+    }

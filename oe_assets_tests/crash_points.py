@@ -1,0 +1,102 @@
+"""Crash points for the reliability tests: die at a named point inside a warehouse write.
+
+The production code knows nothing of them. The victim process (``reliability_victim``) calls
+:func:`install_from_env` before it runs anything: when ``OE_ASSETS_CRASH_AT`` names a point, the
+function around that point is wrapped so that the process prints a marker line to stderr and kills
+itself with SIGKILL there, with the write's transaction open, exactly as an operator's ``kill -9``
+or the OOM killer would.
+
+``OE_ASSETS_CRASH_AT=<point>`` kills the first time the point is reached, ``<point>#<n>`` the n-th
+(e.g. the second day of a range run, after the first day committed).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+import duckdb
+
+CRASH_AT_ENV = "OE_ASSETS_CRASH_AT"
+MARKER = "oe-assets crash point reached:"
+
+RAW_BEFORE_COMMIT = "raw_process_contexts.before_commit"
+EVENT_LOG_BEFORE_COMMIT = "event_log.before_commit"
+
+
+def after_delete(family: str) -> str:
+    """The point in a table family's write right after the partition's previous rows were deleted."""
+    return f"{family}.after_delete"
+
+
+def after_first_batch(family: str) -> str:
+    """The point in a table family's write right after its first batch was inserted."""
+    return f"{family}.after_first_batch"
+
+
+class _Point:
+    """One named point and how often it was reached."""
+
+    def __init__(self, wanted: str) -> None:
+        self.name, _, nth = wanted.partition("#")
+        self.wanted = wanted
+        self.nth = int(nth) if nth.isdigit() else 1
+        self.reached = 0
+
+    def reach(self, name: str) -> None:
+        if name != self.name:
+            return
+        self.reached += 1
+        if self.reached >= self.nth:
+            sys.stderr.write(f"{MARKER} {self.wanted}\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install_from_env() -> None:
+    """Wraps the functions around the point ``OE_ASSETS_CRASH_AT`` names (nothing when unset)."""
+    wanted = os.environ.get(CRASH_AT_ENV)
+    if not wanted:
+        return
+    from oe_assets.landing import raw_contexts
+    from oe_assets.process_mining import event_log
+    from oe_assets.warehouse import writer
+
+    point = _Point(wanted)
+    _before_commit(raw_contexts, RAW_BEFORE_COMMIT, point)
+    _before_commit(event_log, EVENT_LOG_BEFORE_COMMIT, point)
+    family_writer = writer._FamilyWriter
+    write_batch, delete_previous = family_writer._write_batch, family_writer._delete_previous
+
+    @functools.wraps(write_batch)
+    def crashing_write_batch(self: Any, batch: Any) -> None:
+        write_batch(self, batch)
+        if self.report.batches == 1:
+            point.reach(after_first_batch(self.family.root_table))
+
+    @functools.wraps(delete_previous)
+    def crashing_delete_previous(self: Any, bounds: Any) -> None:
+        delete_previous(self, bounds)
+        point.reach(after_delete(self.family.root_table))
+
+    family_writer._write_batch = crashing_write_batch  # type: ignore[method-assign]
+    family_writer._delete_previous = crashing_delete_previous  # type: ignore[method-assign]
+
+
+def _before_commit(module: ModuleType, name: str, point: _Point) -> None:
+    """The module's outermost transactions reach ``name`` after their body, before COMMIT."""
+    transaction: Callable[[duckdb.DuckDBPyConnection], Any] = module.transaction
+
+    @contextmanager
+    def crashing(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+        with transaction(conn) as inner:
+            yield inner
+            point.reach(name)
+
+    module.transaction = crashing
