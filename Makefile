@@ -1,5 +1,6 @@
 # The two set-up commands of the README: `make demo` and `make test`.
-# Each bootstraps .venv (Python >= 3.11 and pip are all a fresh machine needs).
+# Each bootstraps .venv (Python 3.11, 3.12 or 3.13 with pip and venv are all a fresh machine needs;
+# another interpreter: `make demo PYTHON=python3.12`).
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,10 @@ export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 .PHONY: demo test lint typecheck unit ui simulator bench clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 14))' || \
+		{ echo "oe_assets needs Python 3.11, 3.12 or 3.13; $(PYTHON) is $$($(PYTHON) --version 2>&1): try make PYTHON=python3.12"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || \
+		{ echo "$(PYTHON) cannot create a virtual environment; on Debian and Ubuntu: sudo apt install python3-venv"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)

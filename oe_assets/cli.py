@@ -1,73 +1,85 @@
-"""`oe-assets`: run the demo, materialize days, serve the simulator, manage the schema file."""
+"""`oe-assets`: run the demo, materialize days, query the warehouse, serve the simulator and the UI."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
 import json
 import os
 import re
-import subprocess
+import shutil
 import sys
-from datetime import UTC, date, datetime, timedelta
+import traceback
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oe_assets.config import settings
 
+if TYPE_CHECKING:
+    from oe_assets.orchestration.runner import GraphRunReport
+
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+DEMO_QUERY = "SELECT status, count(*) AS contexts FROM execution_context GROUP BY status ORDER BY status"
+_TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
+ENV_FILE = ".env"  # where `dagster dev` (`make ui`) looks, in the folder it runs in
+
+
+class RunFailed(Exception):
+    """A run of the graph failed: its one sentence, and Dagster's whole error for ``--debug``."""
+
+    def __init__(self, sentence: str, details: str | None) -> None:
+        super().__init__(sentence)
+        self.details = details
 
 
 def _today() -> date:
     return datetime.now(UTC).date()
 
 
-def _print_summary(warehouse: Path, report: object) -> None:
-    import duckdb
+def _default_warehouse() -> str:
+    return os.environ.get(settings.WAREHOUSE) or settings.DEFAULT_WAREHOUSE
 
-    from oe_assets.orchestration.runner import GraphRunReport
 
-    assert isinstance(report, GraphRunReport)
-    conn = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        tables = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
-        ).fetchall()
-        print(f"\nWarehouse {warehouse}:")
-        for (name,) in tables:
-            count = conn.execute(
-                f'SELECT count(*) FROM "{str(name).replace(chr(34), chr(34) * 2)}"'
-            ).fetchone()
-            print(f"  {name:<70} {count[0] if count else 0:>9} rows")
-    finally:
-        conn.close()
-    failed = [c for c in report.checks if not c.passed]
-    guarded = len({c.asset for c in report.checks})
-    print(f"\nChecks: {len(report.checks) - len(failed)} passed, {len(failed)} failed, on {guarded} tables")
-    for check in failed:
-        print(f"  FAIL ({check.severity}, {check.offending_rows} rows)  {check.asset} :: {check.name}")
+def _print_rows(rows: Mapping[str, int]) -> None:
+    """`name  N rows`, the counts in one column however long the names."""
+    width = max((len(name) for name in rows), default=0)
+    for name, count in rows.items():
+        print(f"  {name:<{width}}  {count:>9} rows")
+
+
+# ------------------------------------------------------------------------------------------- demo
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from oe_assets.orchestration.dagster_dev import check_port_free
     from oe_assets.orchestration.runner import ensure_dagster_home, run_whole_graph
     from oe_assets.simulator import SimulatorServer
 
+    if args.days < 1:
+        raise ValueError(f"--days {args.days}: the demo needs at least one day")
+    if args.live:
+        check_port_free(args.ui_port)
     home = ensure_dagster_home(Path(args.dagster_home) if args.dagster_home else None)
     warehouse = Path(args.warehouse).resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
+    # The simulated world ends at the start of today (UTC): the same command gives the same data
+    # all day, and the demo's partitions are whole days (today's starts empty).
+    today = _today()
+    first = today - timedelta(days=args.days)
     server = SimulatorServer(
         seed=args.seed,
         days=args.days,
         contexts_per_day=args.contexts_per_day,
+        now=datetime.combine(today, time(0), tzinfo=UTC),
         port=args.port if args.live else 0,
         clock_rate=args.clock_rate if args.live else 0.0,
     ).start()
     try:
-        start = _today() - timedelta(days=args.days)
         config = settings.Settings(
-            api=settings.ApiSettings(api_url=server.url),
-            warehouse=warehouse,
-            start_date=settings.Settings.from_env().start_date
-            if settings.START_DATE in os.environ
-            else start,
+            api=settings.ApiSettings(api_url=server.url), warehouse=warehouse, start_date=first
         )
         # The resources take the credentials with Dagster's EnvVar, which reads this process's
         # environment: the runs' storage then holds the variables' names, never the values.
@@ -75,60 +87,107 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ.update(credentials)
         from oe_assets.definitions import build_definitions
 
-        print(f"OE simulator at {server.url}; materializing {start} .. {_today()} into {warehouse}")
-        report = run_whole_graph(build_definitions(config=config), start, _today())
-        if report.success:
-            _print_summary(warehouse, report)
-        if report.success and args.live:
-            return _serve_live(server.url, args, {**config.to_env(), **credentials})
+        print(
+            f"OE simulator at {server.url}: {args.days} whole days of process contexts "
+            f"(created {first} 00:00 .. {today} 00:00 UTC, seed {args.seed}, {args.contexts_per_day} a day)\n"
+            f"Materializing the partitions {first} .. {today} into {warehouse}"
+        )
+        report = run_whole_graph(build_definitions(config=config), first, today)
+        if not report.success:
+            raise RunFailed(report.failure or "the run failed", report.failure_details)
+        _print_summary(warehouse, report)
+        recorded = _record_start_date(first)
+        if args.live:
+            print(f"\n{recorded}")
+            return _serve_live(server.url, args, config, credentials, home)
     finally:
         server.stop()
-    if not report.success:
-        print(f"oe-assets demo failed: {report.failure}", file=sys.stderr)
-        return 1
-    print(
-        f"\nRuns {', '.join(report.run_ids)} are stored in DAGSTER_HOME={home}.\n"
-        "Open the UI with `make ui` (dagster dev with the same DAGSTER_HOME), then http://127.0.0.1:3000"
-    )
+    _print_next_steps(args, first, today, report.run_ids, home, recorded)
     return 0
 
 
-def _dagster_dev_command(port: int) -> list[str]:
-    from oe_assets.orchestration.runner import PROJECT_ROOT
+def _print_summary(warehouse: Path, report: GraphRunReport) -> None:
+    from oe_assets.warehouse.reading import reading
+    from oe_assets.warehouse.sql import quote_ident
 
-    return [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-w",
-        str(PROJECT_ROOT / "workspace.yaml"),
-        "-p",
-        str(port),
-    ]
+    with reading(warehouse) as conn:
+        tables = [str(row[0]) for row in conn.execute(_TABLES).fetchall()]
+        rows = {
+            name: int(conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchall()[0][0])
+            for name in tables
+        }
+    print(f"\nWarehouse {warehouse}:")
+    _print_rows(rows)
+    failed = [c for c in report.checks if not c.passed]
+    guarded = len({c.asset for c in report.checks})
+    print(f"\nChecks: {len(report.checks) - len(failed)} passed, {len(failed)} failed, on {guarded} tables")
+    for check in failed:
+        print(f"  FAIL ({check.severity}, {check.offending_rows} rows)  {check.asset} :: {check.name}")
 
 
-def _serve_live(simulator_url: str, args: argparse.Namespace, demo_env: dict[str, str]) -> int:
-    """Keep the simulator's clock moving and run `dagster dev` with the sensor on, until Ctrl-C."""
-    import signal
+def _record_start_date(first: date) -> str:
+    """`make ui` (`dagster dev`) reads `.env` from the folder it runs in: with the demo's first day
+    as OE_START_DATE there, the UI's partitions are the demo's days, all materialized."""
+    from oe_assets.orchestration.dagster_dev import record_in_env_file
 
-    from oe_assets.orchestration.runner import PROJECT_ROOT
+    record_in_env_file(
+        Path.cwd() / ENV_FILE,
+        {settings.START_DATE: first.isoformat()},
+        "the first day of `oe-assets demo`, so that `make ui` shows the demo's days as the partitions",
+    )
+    return f"{settings.START_DATE}={first} is recorded in {ENV_FILE}, which `make ui` reads: its partitions are the demo's days."
 
-    sensor = {settings.SENSOR_RUNNING: "1", settings.SENSOR_INTERVAL: str(args.sensor_interval)}
-    env = {**os.environ, **demo_env, **sensor}
-    command = _dagster_dev_command(args.ui_port)
+
+def _print_next_steps(
+    args: argparse.Namespace, first: date, today: date, run_ids: list[str], home: Path, recorded: str
+) -> None:
+    warehouse = "" if args.warehouse == settings.DEFAULT_WAREHOUSE else f" --warehouse {args.warehouse}"
+    print(
+        f"\nLoaded {args.days} whole days of process contexts (created {first} 00:00 .. {today} 00:00 UTC) "
+        f"into the partitions {first} .. {today}.\n"
+        f"Runs {', '.join(run_ids)} are stored in DAGSTER_HOME={home}.\n"
+        f"{recorded}\n"
+        "Open the UI with `make ui` (dagster dev with the same DAGSTER_HOME), then http://127.0.0.1:3000\n"
+        f'Query the warehouse: {_own_command()} sql{warehouse} "{DEMO_QUERY}"'
+    )
+
+
+def _own_command() -> str:
+    """How to run `oe-assets` again from here: `.venv/bin/oe-assets` after `make demo`."""
+    script = Path(sys.executable).parent / "oe-assets"
+    if not script.exists():
+        return "oe-assets"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
+def _serve_live(
+    simulator_url: str,
+    args: argparse.Namespace,
+    config: settings.Settings,
+    credentials: Mapping[str, str],
+    home: Path,
+) -> int:
+    """Keep the simulator's clock moving and run `dagster dev` with the sensor on, until stopped."""
+    from oe_assets.orchestration.dagster_dev import run_dagster_dev
+
+    sensor = settings.SensorSettings(interval_seconds=args.sensor_interval, running=True)
+    live = dataclasses.replace(config, sensor=sensor).to_env()
+    env = {**os.environ, **live, **credentials, "DAGSTER_HOME": str(home)}
     print(
         f"\nLive: the simulator at {simulator_url} runs {args.clock_rate:g}x faster than real time; "
         f"finished_runs_sensor polls every {args.sensor_interval} s.\n"
-        f"Open http://127.0.0.1:{args.ui_port} (Automation -> finished_runs_sensor, Runs). Ctrl-C stops both."
+        f"Open http://127.0.0.1:{args.ui_port} (Automation -> finished_runs_sensor, Runs). Ctrl-C stops both.",
+        flush=True,
     )
-    ui = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)  # noqa: S603 - our interpreter, our arguments
-    signal.signal(signal.SIGTERM, lambda *_: ui.send_signal(signal.SIGINT))
-    try:
-        return ui.wait()
-    except KeyboardInterrupt:
-        ui.send_signal(signal.SIGINT)  # SIGINT lets dagster dev stop its children cleanly
-        return ui.wait(timeout=60)
+    # DAGSTER_HOME as the working folder: a `.env` of the project (whose values would win) cannot
+    # point the live demo at another API or warehouse.
+    return run_dagster_dev(args.ui_port, cwd=home, env=env)
+
+
+# ------------------------------------------------------------------------------ materialize, prune
 
 
 def _day_option(option: str, text: str) -> date:
@@ -141,9 +200,9 @@ def _day_option(option: str, text: str) -> date:
         raise ValueError(f"{option} {text!r} is not a date: use YYYY-MM-DD") from None
 
 
-def _check_partitions(days: list[tuple[str, date]]) -> None:
-    """Each day must be a partition: from OE_START_DATE to today (UTC)."""
-    first, today = settings.Settings.from_env().start_date, _today()
+def _check_partitions(first: date, days: list[tuple[str, date]]) -> None:
+    """Each day must be a partition: from OE_START_DATE (``first``) to today (UTC)."""
+    today = _today()
     for option, day in days:
         if day < first:
             raise ValueError(
@@ -154,25 +213,33 @@ def _check_partitions(days: list[tuple[str, date]]) -> None:
             raise ValueError(f"{option} {day} is after today ({today}, UTC): it is not a partition yet")
 
 
+def _require_credentials() -> None:
+    """Dagster's EnvVar reads the credentials when the run starts; say what is missing before."""
+    missing = [name for name in (settings.CLIENT_ID, settings.CLIENT_SECRET) if not os.environ.get(name)]
+    if missing:
+        names = " and ".join(missing)
+        raise ValueError(
+            f"{names} {'is' if len(missing) == 1 else 'are'} not set: export the OE API's client credentials "
+            "(for the simulator, `make simulator` prints them; see the README, section Configuration)"
+        )
+
+
 def cmd_materialize(args: argparse.Namespace) -> int:
     from oe_assets.orchestration.runner import ensure_dagster_home, run_whole_graph
 
-    try:
-        start = _day_option("--start", args.start)
-        end = _day_option("--end", args.end) if args.end else start
-        if end < start:
-            raise ValueError(f"--end {end} is before --start {start}")
-        _check_partitions([("--start", start), ("--end", end)])
-        ensure_dagster_home()
-        from oe_assets.definitions import build_definitions
+    start = _day_option("--start", args.start)
+    end = _day_option("--end", args.end) if args.end else start
+    if end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    config = settings.Settings.from_env()
+    _check_partitions(config.start_date, [("--start", start), ("--end", end)])
+    _require_credentials()
+    ensure_dagster_home()
+    from oe_assets.definitions import build_definitions
 
-        report = run_whole_graph(build_definitions(), start, end)
-    except Exception as error:  # one line, never a traceback, for a command-line user
-        print(f"oe-assets materialize failed: {error}", file=sys.stderr)
-        return 1
+    report = run_whole_graph(build_definitions(config=config), start, end)
     if not report.success:
-        print(f"oe-assets materialize failed: {report.failure}", file=sys.stderr)
-        return 1
+        raise RunFailed(report.failure or "the run failed", report.failure_details)
     failed = [c for c in report.checks if not c.passed]
     print(
         f"Materialized {start} .. {end}: {report.materialized} assets, {len(report.checks)} checks, {len(failed)} failed"
@@ -182,57 +249,74 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from oe_assets.landing.retention import prune_deleted
-    from oe_assets.warehouse.connection import connect
-    from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
+    from oe_assets.warehouse import open_warehouse
 
-    try:
-        before = _day_option("--before", args.before) if args.before else None
-        warehouse = Path(args.warehouse)
-        if not warehouse.exists():
-            raise ValueError(f"--warehouse {warehouse} does not exist")
-        with exclusive_file_lock(lock_path_for(warehouse)):
-            conn = connect(warehouse)
-            try:
-                report = prune_deleted(conn, before=before, dry_run=args.dry_run)
-            finally:
-                conn.close()
-    except Exception as error:  # one line, never a traceback, for a command-line user
-        print(f"oe-assets prune failed: {error}", file=sys.stderr)
-        return 1
+    before = _day_option("--before", args.before) if args.before else None
+    warehouse = Path(args.warehouse)
+    if not warehouse.exists():
+        raise ValueError(f"--warehouse {warehouse} does not exist")
+    with open_warehouse(warehouse) as conn:
+        report = prune_deleted(conn, before=before, dry_run=args.dry_run)
     which = "contexts marked deleted" + (f" before {before}" if before else "")
     verb = "Dry run: would remove" if report.dry_run else "Removed"
     print(f"{verb} {report.contexts} {which} from {warehouse}:")
-    for table, rows in report.rows_per_table.items():
-        print(f"  {table:<70} {rows:>9} rows")
+    _print_rows(report.rows_per_table)
     return 0
 
 
-def cmd_simulator(args: argparse.Namespace) -> int:
-    from oe_assets.simulator.cli import run_simulator_cli
+# ----------------------------------------------------------------------------------- sql, schema
 
-    return run_simulator_cli(args.rest)
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from oe_assets.warehouse.locking import WarehouseBusyError
+    from oe_assets.warehouse.reading import reading
+
+    def announce() -> None:
+        print(f"Waiting for the run that writes {args.warehouse} ...", file=sys.stderr, flush=True)
+
+    try:
+        with reading(Path(args.warehouse), wait_seconds=args.wait, on_wait=announce) as conn:
+            if args.csv:
+                _write_csv(conn.execute(args.query))
+            else:
+                relation = conn.sql(args.query)
+                if relation is not None:
+                    width = shutil.get_terminal_size().columns
+                    relation.show(max_width=width, max_rows=args.max_rows, null_value="NULL")
+    except WarehouseBusyError as busy:
+        raise WarehouseBusyError(f"{busy}; try again when it has written, or wait longer (--wait)") from None
+    return 0
+
+
+def _write_csv(cursor: object) -> None:
+    """Every row of the result, with a header line, as CSV on stdout."""
+    description = getattr(cursor, "description", None)
+    if not description:
+        return
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow([column[0] for column in description])
+    while batch := cursor.fetchmany(10_000):  # type: ignore[attr-defined]
+        writer.writerows(batch)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    import duckdb
+    from oe_assets.model.declaration import MODEL_FILE
+    from oe_assets.model.schema_file import infer_declared_tables, write_schema_file
+    from oe_assets.warehouse.reading import reading
 
-    from oe_assets.model.schema_file import SCHEMA_FILE, infer_declared_tables, write_schema_file
-
-    conn = duckdb.connect(args.warehouse, read_only=True)
-    try:
+    with reading(Path(args.warehouse)) as conn:
         families = infer_declared_tables(conn)
-    finally:
-        conn.close()
-    write_schema_file(families, Path(args.out) if args.out else SCHEMA_FILE)
-    print(f"Wrote {sum(len(v) for v in families.values())} child tables to {args.out or SCHEMA_FILE}")
+    out = Path(args.out) if args.out else MODEL_FILE
+    write_schema_file(families, out)
+    print(f"Wrote {sum(len(v) for v in families.values())} child tables to {out}")
     return 0
 
 
 def cmd_model(args: argparse.Namespace) -> int:
     from oe_assets.model.data_model import build_data_model
-    from oe_assets.model.schema_file import load_declared_tables
+    from oe_assets.model.declaration import MODEL
 
-    text = json.dumps(build_data_model(load_declared_tables()).to_dict(), indent=2, ensure_ascii=False)
+    text = json.dumps(build_data_model(MODEL).to_dict(), indent=2, ensure_ascii=False)
     if args.out:
         Path(args.out).write_text(text + "\n")
     else:
@@ -240,13 +324,26 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
-    from oe_assets.orchestration.runner import PROJECT_ROOT, ensure_dagster_home
+# ------------------------------------------------------------------------- simulator, ui, bench
 
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    from oe_assets.simulator.cli import serve
+
+    return serve(args)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from oe_assets.orchestration.dagster_dev import check_port_free, run_dagster_dev
+    from oe_assets.orchestration.runner import ensure_dagster_home
+
+    check_port_free(args.port)
     home = ensure_dagster_home()
-    print(f"DAGSTER_HOME={home}")
-    command = _dagster_dev_command(args.port)
-    return subprocess.call(command, cwd=PROJECT_ROOT)  # noqa: S603 - our own interpreter and arguments
+    print(
+        f"DAGSTER_HOME={home}; the UI will be at http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True
+    )
+    # The working folder is this one: `dagster dev` reads its `.env` (the demo's OE_START_DATE).
+    return run_dagster_dev(args.port, cwd=Path.cwd(), env={**os.environ, "DAGSTER_HOME": str(home)})
 
 
 def _sizes(text: str) -> list[int]:
@@ -282,24 +379,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         extraction_contexts_per_day=args.api_contexts_per_day,
         repeat=args.repeat,
     )
-    try:
-        report = run_bench(config, echo=lambda line: print(line, file=sys.stderr, flush=True))
-    except Exception as error:  # one paragraph, never a traceback, for a command-line user
-        print(f"oe-assets bench failed: {error}", file=sys.stderr)
-        return 1
+    report = run_bench(config, echo=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_report(report))
     print(f"\nWrote {config.out}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oe-assets", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+# ---------------------------------------------------------------------------------------- parser
 
+_Commands = argparse._SubParsersAction  # the `oe-assets` parser's commands
+
+
+def _add_demo(sub: _Commands) -> None:
     demo = sub.add_parser(
-        "demo", help="start the simulator and materialize the whole graph for the last N days"
+        "demo", help="start the simulator and materialize the whole graph for the last N whole days"
     )
-    demo.add_argument("--days", type=int, default=7)
+    demo.add_argument("--days", type=int, default=7, help="whole days before today (default: 7)")
     demo.add_argument("--warehouse", default=settings.DEFAULT_WAREHOUSE)
     demo.add_argument("--dagster-home", default=None, help="default: $DAGSTER_HOME or ./dagster_home")
     demo.add_argument("--seed", type=int, default=42)
@@ -315,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sensor-interval", type=int, default=30, help="sensor interval in seconds (--live)")
     demo.set_defaults(func=cmd_demo)
 
+
+def _add_materialize_and_prune(sub: _Commands) -> None:
     mat = sub.add_parser("materialize", help="materialize days start..end against the API in OE_* variables")
     mat.add_argument("--start", required=True, help="YYYY-MM-DD")
     mat.add_argument("--end", default=None, help="YYYY-MM-DD (inclusive; default: start)")
@@ -328,16 +425,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--before", default=None, help="YYYY-MM-DD: only those marked before this day")
     prune.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
-    prune.add_argument("--warehouse", default=os.environ.get(settings.WAREHOUSE, settings.DEFAULT_WAREHOUSE))
+    prune.add_argument("--warehouse", default=_default_warehouse())
     prune.set_defaults(func=cmd_prune)
 
-    sim = sub.add_parser("simulator", help="serve the OE simulator until interrupted", add_help=False)
-    sim.add_argument("rest", nargs=argparse.REMAINDER)
+
+def _add_sql(sub: _Commands) -> None:
+    sql = sub.add_parser(
+        "sql",
+        help="run a read-only SQL query on the warehouse and print the result",
+        description="Run a read-only SQL query (DuckDB's dialect) on the warehouse. While a run writes "
+        "the warehouse, the query waits for it (DuckDB lets no other process in meanwhile).",
+    )
+    sql.add_argument("query", help='e.g. "SELECT status, count(*) FROM execution_context GROUP BY status"')
+    sql.add_argument("--csv", action="store_true", help="print every row as CSV (with a header line)")
+    sql.add_argument("--warehouse", default=_default_warehouse(), help="default: $OE_WAREHOUSE or data/...")
+    sql.add_argument("--max-rows", type=int, default=40, help="rows shown in the table (default: 40)")
+    sql.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        help="seconds to wait for a run writing the warehouse (default: 120)",
+    )
+    sql.set_defaults(func=cmd_sql)
+
+
+def _add_simulator_and_ui(sub: _Commands) -> None:
+    from oe_assets.simulator.cli import DESCRIPTION, add_arguments
+
+    sim = sub.add_parser(
+        "simulator", help="serve the OE simulator until interrupted", description=DESCRIPTION
+    )
+    add_arguments(sim)
     sim.set_defaults(func=cmd_simulator)
 
-    schema = sub.add_parser("schema", help="regenerate oe_assets/schema/tables.json from a warehouse")
+    ui = sub.add_parser("ui", help="start `dagster dev` with the project's DAGSTER_HOME")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+
+
+def _add_schema_and_model(sub: _Commands) -> None:
+    schema = sub.add_parser(
+        "schema", help="regenerate the child tables of the data-model file (oe_assets/model/model.json)"
+    )
     schema.add_argument("action", choices=["infer"])
-    schema.add_argument("--warehouse", default=os.environ.get(settings.WAREHOUSE, settings.DEFAULT_WAREHOUSE))
+    schema.add_argument("--warehouse", default=_default_warehouse())
     schema.add_argument("--out", default=None)
     schema.set_defaults(func=cmd_schema)
 
@@ -346,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--out", default=None)
     model.set_defaults(func=cmd_model)
 
+
+def _add_bench(sub: _Commands) -> None:
     bench = sub.add_parser(
         "bench", help="benchmark our flatten + load against dlt, side by side (see README, Benchmarks)"
     )
@@ -383,15 +516,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=cmd_bench)
 
-    ui = sub.add_parser("ui", help="start `dagster dev` with the project's DAGSTER_HOME")
-    ui.add_argument("--port", type=int, default=3000)
-    ui.set_defaults(func=cmd_ui)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oe-assets", description=__doc__)
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show the traceback (or the run's whole error)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_demo,
+        _add_materialize_and_prune,
+        _add_sql,
+        _add_simulator_and_ui,
+        _add_schema_and_model,
+        _add_bench,
+    ):
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; an error is one sentence on stderr (its traceback with ``--debug``)."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print(f"oe-assets {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            details = getattr(error, "details", None)
+            print(details or traceback.format_exc(), file=sys.stderr)
+        print(f"oe-assets {args.command} failed: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ from oe_assets.simulator import SimulatorServer
 
 HERE = Path(__file__).resolve().parent
 SAMPLES = HERE / "data" / "samples"  # copies of shared/reference/samples, so the suite runs anywhere
-SEED_SQL = HERE.parent / "oe_assets" / "sql" / "seed_event_log.sql"  # the seed's section-10 script
-SEED_DOC = (
+EVENT_LOG_SCRIPT = (
+    HERE.parent / "oe_assets" / "sql" / "celonis_event_log.sql"
+)  # the Celonis extractor's event-log script
+EXTRACTOR_DOC = (
     HERE.parents[1] / "shared" / "seed" / "sending-data-from-oe-to-celonis.txt"
 )  # when beside the clone
 

@@ -47,16 +47,16 @@ def count(conn: duckdb.DuckDBPyConnection, table: str, where: str = "", params: 
     return int(row[0])
 
 
-def seed_event_log_script(seed_doc: Path) -> str:
-    """Section 10 of the seed, verbatim: from its CREATE TABLE to the end of its MERGE."""
+def extractor_event_log_script(seed_doc: Path) -> str:
+    """The event-log script of the Celonis extractor's documentation (its section 10), verbatim: from its CREATE TABLE to the end of its MERGE."""
     text = seed_doc.read_text()
     start = text.index("CREATE TABLE IF NOT EXISTS event_log")
     end = text.index("event_log_new.status);", start) + len("event_log_new.status);")
     return text[start:end]
 
 
-def run_seed_script_on_copy(warehouse: Path, tmp_dir: Path, script: str) -> list[tuple]:
-    """Run the seed's script on a copy of the warehouse where our event_log is moved aside."""
+def run_extractor_script_on_copy(warehouse: Path, tmp_dir: Path, script: str) -> list[tuple]:
+    """Run the extractor's script on a copy of the warehouse where our event_log is moved aside."""
     copy = tmp_dir / "seed_copy.duckdb"
     shutil.copyfile(warehouse, copy)
     conn = duckdb.connect(str(copy))

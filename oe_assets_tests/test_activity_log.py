@@ -69,7 +69,7 @@ def test_activity_log_keeps_start_steps_status_history_and_end(
         ("Status: finished", t3, "status", name),
         ("Process finished", t3, "end", name),
     ]
-    assert seed_row == ("finished", t3)  # the seed's event log keeps one row, updated by MERGE
+    assert seed_row == ("finished", t3)  # the extractor's event log keeps one row, updated by MERGE
 
 
 def test_times_written_with_an_offset_land_at_their_utc_instant_and_day(

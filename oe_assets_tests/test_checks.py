@@ -10,7 +10,7 @@ import pytest
 
 from oe_assets.definitions import build_definitions
 from oe_assets.model.data_model import build_data_model
-from oe_assets.model.schema_file import load_declared_tables
+from oe_assets.model.declaration import MODEL
 from oe_assets.orchestration.runner import run_whole_graph
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.helpers import created_day
@@ -120,7 +120,7 @@ def _ids_of(path: Path, template_id: str) -> set[str]:
 
 
 def test_data_model_export_lists_tables_keys_relations_and_activity_table() -> None:
-    model = build_data_model(load_declared_tables()).to_dict()
+    model = build_data_model(MODEL).to_dict()
     names = {t["name"] for t in model["tables"]}
     assert {"execution_context", "execution_templates", "accounts", "event_log", "activity_log"} <= names
     assert "execution_templates$trigger" in names

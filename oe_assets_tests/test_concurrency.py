@@ -153,3 +153,31 @@ def test_another_process_opens_the_warehouse_while_a_run_waits_on_a_slow_api(tmp
     assert int(probe.stdout) == len(server.world.templates())
     assert reports, "the run did not finish"
     assert reports[0].success, reports[0].failure
+
+
+COUNTER = """
+import sys
+from pathlib import Path
+from oe_assets.warehouse.locking import exclusive_file_lock
+lock, counter = Path(sys.argv[1]), Path(sys.argv[2])
+for _ in range(int(sys.argv[3])):
+    with exclusive_file_lock(lock, timeout_seconds=60, poll_seconds=0.001):
+        value = int(counter.read_text())
+        counter.write_text(str(value + 1))  # lost if two processes ever held the lock at once
+"""
+
+
+def test_the_lock_file_is_gone_once_released_and_still_excludes_every_other_holder(tmp_path: Path) -> None:
+    """The holder removes the lock file before letting go (no run leaves an empty `.lock` behind);
+    a process that opened the removed file meanwhile must not take it for the lock."""
+    lock, counter = tmp_path / "w.duckdb.lock", tmp_path / "counter"
+    counter.write_text("0")
+    workers = [
+        subprocess.Popen([sys.executable, "-c", COUNTER, str(lock), str(counter), "150"]) for _ in range(4)
+    ]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0, 0, 0]
+    assert int(counter.read_text()) == 4 * 150
+    assert not lock.exists()
+    with exclusive_file_lock(lock, timeout_seconds=1):
+        assert lock.exists()
+    assert not lock.exists()

@@ -27,6 +27,7 @@ from oe_assets.load.contexts import (
     write_context_partitions,
     write_landed_partitions,
 )
+from oe_assets.warehouse import quote_ident
 
 DAYS = [date(2025, 1, 1), date(2025, 1, 2), date(2025, 1, 3)]
 LOADED = datetime(2025, 2, 1)
@@ -64,7 +65,7 @@ def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[Any, ...]]
             "ORDER BY 1"
         ).fetchall()
     ]
-    out = {t: sorted(conn.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
+    out = {t: sorted(conn.execute(f"SELECT * FROM {quote_ident(t)}").fetchall(), key=repr) for t in tables}
     out["_oe_columns"] = conn.execute(
         "SELECT table_name, column_name, json_path, data_type FROM _oe_columns ORDER BY 1, 2"
     ).fetchall()

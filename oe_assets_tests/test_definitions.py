@@ -6,24 +6,30 @@ import dagster as dg
 
 from oe_assets.definitions import build_definitions
 from oe_assets.defs.automation.sensors import SENSOR_NAME
-from oe_assets.model.schema_file import load_declared_tables
+from oe_assets.model.declaration import MODEL
 from oe_assets.orchestration.resources import DUCKDB_POOL
 
 QUOTES = "execution_context$context&celonis_postaction_feedback$quotes"
 
 
-def _graph() -> tuple[dg.Definitions, dict[dg.AssetKey, object]]:
+def _graph() -> tuple[dg.Definitions, dict[str, object]]:
+    """The graph's nodes by the table each asset is (a child table's key is a path, not its name)."""
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
-    return defs, {key: graph.get(key) for key in graph.get_all_asset_keys()}
+    return defs, {_table(graph.get(key)): graph.get(key) for key in graph.get_all_asset_keys()}
+
+
+def _table(node: object) -> str:
+    name = node.metadata.get("dagster/table_name")  # type: ignore[attr-defined]
+    return str(getattr(name, "value", name)) if name is not None else node.key.to_user_string()  # type: ignore[attr-defined]
 
 
 def test_every_declared_table_is_its_own_asset_in_its_layer() -> None:
     _, nodes = _graph()
-    keys = {k.to_user_string() for k in nodes}
-    for table in load_declared_tables():
-        assert table.name in keys
-    groups = {k.to_user_string(): n.group_name for k, n in nodes.items()}  # type: ignore[attr-defined]
+    for table in MODEL.declared_tables:
+        assert nodes[table.name].key == dg.AssetKey(table.asset_key)  # type: ignore[attr-defined]
+        assert f"`{table.name}`" in (nodes[table.name].description or "") or table.parent is None  # type: ignore[attr-defined]
+    groups = {name: n.group_name for name, n in nodes.items()}  # type: ignore[attr-defined]
     assert groups["raw_process_contexts"] == "oe_raw"
     assert groups["execution_context"] == "celonis_model"
     assert groups[QUOTES] == "celonis_model"
@@ -35,8 +41,10 @@ def test_every_declared_table_is_its_own_asset_in_its_layer() -> None:
 def test_lineage_reads_like_the_seeds_data_model() -> None:
     _, nodes = _graph()
 
+    tables = {node.key: name for name, node in nodes.items()}  # type: ignore[attr-defined]
+
     def parents(name: str) -> set[str]:
-        return {k.to_user_string() for k in nodes[dg.AssetKey([name])].parent_keys}  # type: ignore[attr-defined]
+        return {tables[k] for k in nodes[name].parent_keys}  # type: ignore[attr-defined]
 
     assert parents("execution_context") == {"raw_process_contexts"}
     assert parents(QUOTES) == {"execution_context"}
@@ -51,7 +59,7 @@ def test_lineage_reads_like_the_seeds_data_model() -> None:
 def test_partitioned_assets_backfill_as_one_run_and_writers_share_the_pool() -> None:
     defs, nodes = _graph()
     for name in ("raw_process_contexts", "execution_context", QUOTES, "event_log", "activity_log"):
-        node = nodes[dg.AssetKey([name])]
+        node = nodes[name]
         assert isinstance(node.partitions_def, dg.DailyPartitionsDefinition), name  # type: ignore[attr-defined]
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), name  # type: ignore[attr-defined]
     for assets_def in defs.assets:  # type: ignore[union-attr]
@@ -62,9 +70,10 @@ def test_partitioned_assets_backfill_as_one_run_and_writers_share_the_pool() -> 
 
 
 def test_mandatory_relations_are_blocking_error_checks_on_their_tables() -> None:
-    defs, _ = _graph()
+    defs, nodes = _graph()
+    tables = {node.key: name for name, node in nodes.items()}  # type: ignore[attr-defined]
     specs = {
-        (spec.asset_key.to_user_string(), spec.name): spec
+        (tables[spec.asset_key], spec.name): spec
         for checks_def in defs.asset_checks  # type: ignore[union-attr]
         for spec in checks_def.check_specs
     }

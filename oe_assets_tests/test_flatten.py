@@ -218,7 +218,7 @@ def test_sample_template_tables_columns_and_values(template: dict[str, Any]) -> 
             "state": "active",
         }
     ]
-    # the seed's names: execution_templates$trigger.execution_templates_id
+    # the extractor's names: execution_templates$trigger.execution_templates_id
     assert rows(batch.tables["execution_templates$trigger"]) == [
         {
             "execution_templates_id": TID,

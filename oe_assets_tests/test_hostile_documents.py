@@ -8,7 +8,7 @@ per day.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,8 @@ import pytest
 
 from oe_assets.landing.raw_contexts import ensure_raw_tables
 from oe_assets.load.contexts import FlattenIn, write_context_partitions, write_landed_partitions
-from oe_assets.warehouse import WriteReport
-from oe_assets.warehouse.connection import connect
+from oe_assets.warehouse import WriteReport, quote_ident
+from oe_assets.warehouse.connection import open_warehouse
 
 DAY, NEXT_DAY = date(2025, 3, 4), date(2025, 3, 5)
 LOADED = datetime(2025, 3, 6)
@@ -51,10 +51,12 @@ def nested(depth: int) -> str:
     return '{"a":' * depth + "1" + "}" * depth
 
 
-def warehouse(tmp_path: Path) -> duckdb.DuckDBPyConnection:
-    conn = connect(tmp_path / "w.duckdb")
-    ensure_raw_tables(conn)
-    return conn
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A warehouse opened as the loader opens it (the writers' settings and lock), with its raw tables."""
+    with open_warehouse(tmp_path / "w.duckdb") as opened:
+        ensure_raw_tables(opened)
+        yield opened
 
 
 def land(conn: duckdb.DuckDBPyConnection, day: date, texts: Sequence[str]) -> None:
@@ -79,9 +81,8 @@ def quarantine(conn: duckdb.DuckDBPyConnection) -> dict[str | None, tuple[str, s
 
 @pytest.mark.parametrize("flatten_in", MODES)
 def test_unparsable_documents_are_quarantined_verbatim_and_both_days_land(
-    tmp_path: Path, flatten_in: FlattenIn
+    conn: duckdb.DuckDBPyConnection, flatten_in: FlattenIn
 ) -> None:
-    conn = warehouse(tmp_path)
     hostile = {
         "nan": raw_text("nan", "NaN"),
         "inf": raw_text("inf", "1e400"),
@@ -134,8 +135,9 @@ def test_texts_the_raw_table_could_not_hold_are_quarantined_too(
     assert rows["bytes"][2] == as_bytes.decode()
 
 
-def test_nesting_beyond_orjsons_255_levels_flattens_or_is_quarantined_verbatim(tmp_path: Path) -> None:
-    conn = warehouse(tmp_path)
+def test_nesting_beyond_orjsons_255_levels_flattens_or_is_quarantined_verbatim(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
     deep, deeper = raw_text("deep", nested(300)), raw_text("deeper", nested(1010))
     land(conn, DAY, [text("good"), deep, deeper])
 
@@ -144,7 +146,7 @@ def test_nesting_beyond_orjsons_255_levels_flattens_or_is_quarantined_verbatim(t
     assert landed_keys(conn) == [("deep", DAY), ("good", DAY)]
     column = "context$x$" + "$".join(["a"] * 300)
     assert conn.execute(
-        f'SELECT "{column}" FROM execution_context WHERE "{column}" IS NOT NULL'
+        f"SELECT {quote_ident(column)} FROM execution_context WHERE {quote_ident(column)} IS NOT NULL"
     ).fetchall() == [(1,)]
     assert report.quarantined == 1
     _, reason, document = quarantine(conn)["deeper"]
@@ -168,8 +170,9 @@ def context_columns(conn: duckdb.DuckDBPyConnection, prefix: str) -> int:
     return int(row[0]) if row else 0
 
 
-def test_a_document_with_5000_keys_lands_under_the_warehouse_memory_limit(tmp_path: Path) -> None:
-    conn = warehouse(tmp_path)
+def test_a_document_with_5000_keys_lands_under_the_warehouse_memory_limit(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
     keys = {f"k{i}": f"value {i}" for i in range(5000)}
     land(conn, DAY, [text("good"), text("wide", **keys)])
 
@@ -185,8 +188,9 @@ def test_a_document_with_5000_keys_lands_under_the_warehouse_memory_limit(tmp_pa
     ).fetchone() == (5000,)
 
 
-def test_100_documents_of_50_keys_each_land_under_the_warehouse_memory_limit(tmp_path: Path) -> None:
-    conn = warehouse(tmp_path)
+def test_100_documents_of_50_keys_each_land_under_the_warehouse_memory_limit(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
     land(conn, DAY, [text(f"w{j:03d}", **{f"k{j}_{i}": f"v{i}" for i in range(50)}) for j in range(100)])
 
     report = wide_report(conn)
@@ -199,9 +203,10 @@ def test_100_documents_of_50_keys_each_land_under_the_warehouse_memory_limit(tmp
     ).fetchone() == (1, 100)
 
 
-def test_thousands_of_new_keys_on_a_landed_table_rebuild_it_and_keep_every_other_row(tmp_path: Path) -> None:
+def test_thousands_of_new_keys_on_a_landed_table_rebuild_it_and_keep_every_other_row(
+    conn: duckdb.DuckDBPyConnection,
+) -> None:
     """ALTER TABLE per key kept every table version until the commit (8.9 GB for 5,000 keys)."""
-    conn = warehouse(tmp_path)
     land(conn, DAY, [text("day-1", DAY, x=1)])
     land(conn, NEXT_DAY, [text("old", NEXT_DAY, x=2, items=[{"n": 1}, {"n": 2}])])
     list(write_landed_partitions(conn, [DAY, NEXT_DAY], loaded_at=LOADED))

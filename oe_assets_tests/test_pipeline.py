@@ -13,20 +13,20 @@ import duckdb
 import orjson
 import pytest
 
-from oe_assets.load import contexts as context_partition
 from oe_assets.definitions import build_definitions
 from oe_assets.flatten.process import FlattenProcess, live_flatten_processes
+from oe_assets.load import contexts as context_partition
 from oe_assets.orchestration.resources import OeApiResource, WarehouseResource
 from oe_assets.orchestration.runner import GraphRunReport, run_whole_graph
 from oe_assets.simulator import SimulatorServer
-from oe_assets_tests.conftest import SEED_DOC, SEED_SQL
+from oe_assets_tests.conftest import EVENT_LOG_SCRIPT, EXTRACTOR_DOC
 from oe_assets_tests.helpers import (
     array_elements,
     count,
     created_day,
     doc_hash,
-    run_seed_script_on_copy,
-    seed_event_log_script,
+    extractor_event_log_script,
+    run_extractor_script_on_copy,
     table_names,
 )
 from oe_assets_tests.reliability_support import resources_for
@@ -105,14 +105,14 @@ def test_celonis_tables_have_exact_row_counts(loaded: Loaded) -> None:
 def test_event_log_matches_the_seed_script_run_verbatim(loaded: Loaded, tmp_path: Path) -> None:
     contexts, warehouse_path = loaded.contexts, loaded.warehouse
     conn = duckdb.connect(str(warehouse_path), read_only=True)
-    # the seed's columns (ours adds _oe_deleted_at beside them)
+    # the extractor's columns (ours adds _oe_deleted_at beside them)
     ours = conn.execute(
         "SELECT execution_template_name, instance_id, created_at, last_modified, status "
         "FROM event_log ORDER BY instance_id"
     ).fetchall()
     conn.close()
     assert len(ours) == len(contexts)
-    seeds = run_seed_script_on_copy(warehouse_path, tmp_path, SEED_SQL.read_text())
+    seeds = run_extractor_script_on_copy(warehouse_path, tmp_path, EVENT_LOG_SCRIPT.read_text())
     assert ours == seeds
 
 
@@ -227,7 +227,7 @@ def test_a_first_run_over_days_without_contexts_succeeds_and_the_next_one_loads(
             conn.close()
 
 
-@pytest.mark.skipif(not SEED_DOC.exists(), reason="shared/seed is not beside this clone")
+@pytest.mark.skipif(not EXTRACTOR_DOC.exists(), reason="shared/seed is not beside this clone")
 def test_the_scripts_copy_is_the_seeds_own_text() -> None:
-    """The suite runs the copy in oe_assets/sql; it must be the seed's section 10, word for word."""
-    assert SEED_SQL.read_text().split() == seed_event_log_script(SEED_DOC).split()
+    """The suite runs the copy in oe_assets/sql; it must be the event-log script of the Celonis extractor's documentation, word for word."""
+    assert EVENT_LOG_SCRIPT.read_text().split() == extractor_event_log_script(EXTRACTOR_DOC).split()

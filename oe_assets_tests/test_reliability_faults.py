@@ -220,8 +220,8 @@ def test_whole_graph_and_sensor_refresh_under_all_faults_at_once(tmp_path: Path)
 
 def test_a_context_deleted_in_oe_after_landing_stays_everywhere_marked_deleted(tmp_path: Path) -> None:
     from oe_assets.model.data_model import build_data_model
+    from oe_assets.model.declaration import MODEL
     from oe_assets.model.integrity import check_relation
-    from oe_assets.model.schema_file import load_declared_tables
 
     warehouse = tmp_path / "warehouse.duckdb"
     with new_simulator(160, days=1) as server, dg.DagsterInstance.ephemeral() as instance:
@@ -236,11 +236,7 @@ def test_a_context_deleted_in_oe_after_landing_stays_everywhere_marked_deleted(t
         comparison = compare_with_simulator(warehouse, server.world.contexts(), days)
     _assert_exact(comparison, "after OE deleted a landed context")
     assert comparison.marked_deleted == [gone["context"]["processid"]]
-    relation = next(
-        r
-        for r in build_data_model(load_declared_tables()).relations
-        if r.name == "event_log_instance_to_context"
-    )
+    relation = next(r for r in build_data_model(MODEL).relations if r.name == "event_log_instance_to_context")
     conn = duckdb.connect(str(warehouse), read_only=True)
     try:
         outcome = check_relation(conn, relation)

@@ -6,12 +6,12 @@ import copy
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from oe_assets.definitions import build_definitions
 from oe_assets.model.schema_file import infer_declared_tables
 from oe_assets.orchestration.runner import run_whole_graph
 from oe_assets.simulator import SimulatorServer
+from oe_assets.warehouse import open_warehouse, quote_ident
 from oe_assets_tests.helpers import created_day
 
 NEW_TABLE = "execution_context$context&brand.new-Event$things"
@@ -37,11 +37,11 @@ def test_new_event_key_lands_as_new_columns_and_table_and_drift_is_flagged(
     assert drift.severity == "WARN"  # undeclared tables are flagged, not refused
     assert drift.offending_rows == 1
 
-    conn = duckdb.connect(str(warehouse_path), read_only=True)
-    try:
+    with open_warehouse(warehouse_path, read_only=True) as conn:
         pid = later["context"]["processid"]
         assert conn.execute(
-            f'SELECT "context$brand.new-Event$Größe" FROM execution_context WHERE "context$processid" = \'{pid}\''
+            'SELECT "context$brand.new-Event$Größe" FROM execution_context WHERE "context$processid" = ?',
+            [pid],
         ).fetchone() == (42,)
         old_rows = conn.execute(
             'SELECT count(*) FROM execution_context WHERE _oe_partition = ? AND "context$brand.new-Event$Größe" IS NULL',
@@ -49,10 +49,8 @@ def test_new_event_key_lands_as_new_columns_and_table_and_drift_is_flagged(
         ).fetchone()[0]
         assert old_rows == sum(1 for c in contexts if created_day(c) == days[0])
         things = conn.execute(
-            f'SELECT id, _oe_position, "context$processid" FROM "{NEW_TABLE}" ORDER BY 2'
+            f'SELECT id, _oe_position, "context$processid" FROM {quote_ident(NEW_TABLE)} ORDER BY 2'
         ).fetchall()
         assert things == [(1, 0, pid), (2, 1, pid), (3, 2, pid)]
         inferred = {t["table"] for t in infer_declared_tables(conn)["execution_context"]}
         assert NEW_TABLE in inferred
-    finally:
-        conn.close()

@@ -5,7 +5,7 @@ every check) against a simulator with a known client secret, tokens revoked ever
 (so many are issued and some are refused mid-run), and documents whose keys try to inject SQL.
 test_secrets.py covers the same for an in-process run and the stored Dagster data; this module
 adds the CLI's output, a failing run's error message, debug logs, SQL injection through table and
-column names (the seed's script and the checks included), the simulator's loopback default and
+column names (the Celonis extractor's event-log script and the checks included), the simulator's loopback default and
 the plain-http warning.
 """
 
@@ -29,14 +29,15 @@ import pytest
 from oe_assets.client import OeClient, OeClientConfig
 from oe_assets.config.secret import Secret
 from oe_assets.model.data_model import build_data_model
+from oe_assets.model.declaration import load_model
 from oe_assets.model.integrity import check_primary_key, check_relation
-from oe_assets.model.schema_file import infer_declared_tables, load_declared_tables, write_schema_file
+from oe_assets.model.schema_file import infer_declared_tables, write_schema_file
 from oe_assets.orchestration.resources import OeApiResource
 from oe_assets.simulator import SimulatorServer
 from oe_assets.simulator.cli import build_parser
 from oe_assets.simulator.server import is_loopback_host
-from oe_assets_tests.conftest import SEED_SQL
-from oe_assets_tests.helpers import created_day, run_seed_script_on_copy
+from oe_assets_tests.conftest import EVENT_LOG_SCRIPT
+from oe_assets_tests.helpers import created_day, run_extractor_script_on_copy
 from oe_assets_tests.reliability_support import FIGURES, ROOT, new_simulator, quote, world_days
 
 SECRET = "Sup3r-s3cret-cli-value-9f2e41"
@@ -233,7 +234,7 @@ def test_every_check_ran_on_the_hostile_warehouse_and_only_schema_drift_warns(cl
         instance.dispose()
     assert len(evaluations) > 20
     failed = sorted((ev.check_name, ev.severity.value) for ev in evaluations if not ev.passed)  # type: ignore[union-attr]
-    # the injected array is a table nobody declared in oe_assets/schema/tables.json: flagged, not refused
+    # the injected array is a table nobody declared in oe_assets/model/model.json: flagged, not refused
     assert failed == [("schema_drift", "WARN")]
     drift = next(ev for ev in evaluations if ev.check_name == "schema_drift")  # type: ignore[union-attr]
     assert INJECT_TABLE in str(drift.metadata["detail"].value)  # type: ignore[union-attr]
@@ -243,10 +244,10 @@ def test_the_checks_sql_runs_on_every_hostile_table_and_passes(cli_run: CliRun, 
     """The same integrity SQL the checks run, over a model that declares the hostile tables too."""
     conn = duckdb.connect(str(cli_run.warehouse), read_only=True)
     try:
-        schema = tmp_path / "tables.json"
+        schema = tmp_path / "model.json"
         write_schema_file(infer_declared_tables(conn), schema)
-        declared = load_declared_tables(schema)
-        assert any(INJECT_TABLE in t.name for t in declared)
+        declared = load_model(schema)
+        assert any(INJECT_TABLE in t.name for t in declared.declared_tables)
         model = build_data_model(declared)
         outcomes = [check_primary_key(conn, t.name, t.primary_key) for t in model.tables]
         outcomes += [check_relation(conn, r) for r in model.relations]
@@ -261,14 +262,14 @@ def test_the_seeds_event_log_script_runs_unchanged_on_the_hostile_warehouse(
 ) -> None:
     conn = duckdb.connect(str(cli_run.warehouse), read_only=True)
     try:
-        # the seed's columns (ours adds _oe_deleted_at beside them)
+        # the extractor's columns (ours adds _oe_deleted_at beside them)
         ours = conn.execute(
             "SELECT execution_template_name, instance_id, created_at, last_modified, status "
             "FROM event_log ORDER BY instance_id"
         ).fetchall()
     finally:
         conn.close()
-    seeds = run_seed_script_on_copy(cli_run.warehouse, tmp_path, SEED_SQL.read_text())
+    seeds = run_extractor_script_on_copy(cli_run.warehouse, tmp_path, EVENT_LOG_SCRIPT.read_text())
     assert seeds == ours
     assert len(ours) == len(cli_run.server.world.contexts())
     assert {created_day(c) for c in cli_run.server.world.contexts()}

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from oe_assets.core.timestamps import parse_timestamp
 from oe_assets.simulator import AdvanceReport, FaultSwitches, SimulatorServer, World, iter_generated_contexts
-from oe_assets.simulator.timeutil import parse_iso
 
 NOW = datetime(2025, 3, 10, 12, 0, 0, tzinfo=UTC)
 ULID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
@@ -31,15 +31,16 @@ PC = "/oe/execution-templates/{}/process-contexts"
 # ----------------------------------------------------------------------------- helpers
 
 
+def credentials(
+    client_id: str = "oe-demo-client",
+    client_secret: str = "oe-demo-secret",  # noqa: S107 - the simulator's public demo credential
+) -> dict[str, str]:
+    """The token request's form (the simulator's demo credentials unless told otherwise)."""
+    return {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
+
+
 def token(sim: SimulatorServer, client: httpx.Client) -> str:
-    r = client.post(
-        f"{sim.url}/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": sim.client_id,
-            "client_secret": sim.client_secret,
-        },
-    )
+    r = client.post(f"{sim.url}/oauth/token", data=credentials(sim.client_id, sim.client_secret))
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
 
@@ -81,7 +82,7 @@ class Api:
 
 
 def busiest_template(sim: SimulatorServer) -> str:
-    return max((t["id"] for t in sim.world.templates()), key=sim.world.count)
+    return max((t["id"] for t in sim.world.templates()), key=lambda tid: len(sim.world.contexts(tid)))
 
 
 def created(doc: dict[str, Any]) -> str:
@@ -136,14 +137,7 @@ def fresh_api(fresh: SimulatorServer) -> Iterator[Api]:
 
 
 def test_token_flow_good_credentials(sim: SimulatorServer) -> None:
-    r = httpx.post(
-        f"{sim.url}/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "oe-demo-client",
-            "client_secret": "oe-demo-secret",
-        },
-    )
+    r = httpx.post(f"{sim.url}/oauth/token", data=credentials())
     assert r.status_code == 200
     body = r.json()
     assert set(body) == {
@@ -159,30 +153,19 @@ def test_token_flow_good_credentials(sim: SimulatorServer) -> None:
     assert body["refresh_token"] == ""
     assert body["refresh_token_expires_in"] == 0
     assert len(body["access_token"]) >= 32
-    other = httpx.post(
-        f"{sim.url}/oauth/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "oe-demo-client",
-            "client_secret": "oe-demo-secret",
-        },
-    ).json()["access_token"]
+    other = httpx.post(f"{sim.url}/oauth/token", data=credentials()).json()["access_token"]
     assert other != body["access_token"]
 
 
 def test_token_bad_credentials_and_bad_requests(sim: SimulatorServer) -> None:
     url = f"{sim.url}/oauth/token"
-    bad = httpx.post(
-        url, data={"grant_type": "client_credentials", "client_id": sim.client_id, "client_secret": "nope"}
-    )
+    bad = httpx.post(url, data=credentials(sim.client_id, "nope"))
     assert bad.status_code == 401
     assert bad.json() == {
         "fault": {"faultstring": "Invalid ApiKey", "detail": {"errorcode": "oauth.v2.InvalidApiKey"}}
     }
     assert "nope" not in bad.text
-    wrong_id = httpx.post(
-        url, data={"grant_type": "client_credentials", "client_id": "x", "client_secret": sim.client_secret}
-    )
+    wrong_id = httpx.post(url, data=credentials("x", sim.client_secret))
     assert wrong_id.status_code == 401
     grant = httpx.post(
         url, data={"grant_type": "password", "client_id": sim.client_id, "client_secret": sim.client_secret}
@@ -210,14 +193,7 @@ def test_data_calls_need_a_valid_token(sim: SimulatorServer) -> None:
 def test_expired_token_mid_run_while_expires_in_lies(fresh: SimulatorServer) -> None:
     fresh.faults.token_ttl_seconds = 1
     with httpx.Client(base_url=fresh.url) as client:
-        body = client.post(
-            "/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": fresh.client_id,
-                "client_secret": fresh.client_secret,
-            },
-        ).json()
+        body = client.post("/oauth/token", data=credentials(fresh.client_id, fresh.client_secret)).json()
         assert body["expires_in"] == 14399  # lie_about_expiry defaults to True
         headers = {"Authorization": f"Bearer {body['access_token']}"}
         assert client.get("/oe/tenants", headers=headers).status_code == 200
@@ -231,14 +207,7 @@ def test_expired_token_mid_run_while_expires_in_lies(fresh: SimulatorServer) -> 
             }
         }
         fresh.faults.lie_about_expiry = False
-        honest = client.post(
-            "/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": fresh.client_id,
-                "client_secret": fresh.client_secret,
-            },
-        ).json()
+        honest = client.post("/oauth/token", data=credentials(fresh.client_id, fresh.client_secret)).json()
         assert honest["expires_in"] == 1
     assert fresh.faults.counters()["expired_token"] == 1
 
@@ -277,7 +246,7 @@ def test_tenants_and_templates_look_like_the_real_export(api: Api, sim: Simulato
     assert all(t["state"] == "inactive" for t in never)
     triggers = {t["trigger"][0]["trigger_type"]: t["trigger"][0] for t in templates}
     assert triggers["timer"]["event_type"] == "_timer-event"
-    assert parse_iso(triggers["timer"]["timeExpression"]) is not None
+    assert parse_timestamp(triggers["timer"]["timeExpression"]) is not None
     assert "." in triggers["webhook"]["event_type"]
     step_types = {s["stepType"] for t in templates for s in t["steps"]}
     assert step_types == {"scenario", "cloudfunction", "subflow", "trigger"}
@@ -304,7 +273,7 @@ def test_process_contexts_have_the_sample_shapes(sim: SimulatorServer) -> None:
         assert TS_MS_RE.match(created(doc))
         assert TS_MS_RE.match(doc["metadata"]["updatedAt"])
         assert doc["metadata"]["createdAt"] <= doc["metadata"]["updatedAt"]
-        assert parse_iso(doc["metadata"]["updatedAt"]) <= NOW  # type: ignore[operator]
+        assert parse_timestamp(doc["metadata"]["updatedAt"]) <= NOW  # type: ignore[operator]
         ctx = doc["context"]
         assert base <= set(ctx)
         assert doc["metadata"]["tenant"] in tenants
@@ -320,10 +289,11 @@ def test_process_contexts_have_the_sample_shapes(sim: SimulatorServer) -> None:
         event_keys_by_template.setdefault(ctx["executionTemplateID"], set()).update(set(ctx) - base)
         for key, value in ctx.items():
             if isinstance(value, dict) and value.get("metadata", {}).get("type") == "cloud-function":
-                occurred = parse_iso(value["metadata"]["occurredAt"])
+                occurred = parse_timestamp(value["metadata"]["occurredAt"])
                 assert occurred is not None
                 assert value["metadata"]["occurredAt"].endswith("Z")
-                assert parse_iso(created(doc)) <= occurred <= parse_iso(doc["metadata"]["updatedAt"]), key  # type: ignore[operator]
+                updated = parse_timestamp(doc["metadata"]["updatedAt"])
+                assert parse_timestamp(created(doc)) <= occurred <= updated, key  # type: ignore[operator]
                 assert isinstance(value["result"], dict)
     all_keys = set().union(*event_keys_by_template.values())
     assert {"order.found", "order.spotbuy.received", "order.spotbuy.pending", "Payment-Captured"} <= all_keys
@@ -359,8 +329,8 @@ def test_process_contexts_have_the_sample_shapes(sim: SimulatorServer) -> None:
 
 def test_statuses_depend_on_age_and_ties_exist(sim: SimulatorServer) -> None:
     docs = sim.world.contexts()
-    old = [d for d in docs if parse_iso(created(d)) < NOW - timedelta(days=3)]  # type: ignore[operator]
-    recent = [d for d in docs if parse_iso(created(d)) > NOW - timedelta(hours=2)]  # type: ignore[operator]
+    old = [d for d in docs if parse_timestamp(created(d)) < NOW - timedelta(days=3)]  # type: ignore[operator]
+    recent = [d for d in docs if parse_timestamp(created(d)) > NOW - timedelta(hours=2)]  # type: ignore[operator]
     assert sum(d["status"] != "running" for d in old) / len(old) > 0.9
     assert recent
     assert sum(d["status"] == "running" for d in recent) / len(recent) > 0.5
@@ -376,13 +346,16 @@ def test_statuses_depend_on_age_and_ties_exist(sim: SimulatorServer) -> None:
 
 
 def test_determinism() -> None:
-    a, b = World(seed=5, now=NOW), World(seed=5, now=NOW)
+    a, b = (
+        World(seed=5, days=14, contexts_per_day=60, now=NOW),
+        World(seed=5, days=14, contexts_per_day=60, now=NOW),
+    )
     assert a.contexts() == b.contexts()
     assert a.templates() == b.templates()
     assert a.tenants() == b.tenants()
-    c = World(seed=6, now=NOW)
+    c = World(seed=6, days=14, contexts_per_day=60, now=NOW)
     assert c.contexts() != a.contexts()
-    later = World(seed=5, now=NOW + timedelta(days=3))
+    later = World(seed=5, days=14, contexts_per_day=60, now=NOW + timedelta(days=3))
     assert [t["id"] for t in later.templates()] == [
         t["id"] for t in a.templates()
     ]  # ids depend on the seed only
@@ -403,7 +376,7 @@ def test_world_hands_out_copies() -> None:
 
 
 def test_world_defaults_now_to_the_current_second() -> None:
-    w = World(days=2, contexts_per_day=10)
+    w = World(seed=42, days=2, contexts_per_day=10)
     assert w.now.microsecond == 0
     assert w.now.tzinfo is not None
     assert abs((datetime.now(UTC) - w.now).total_seconds()) < 5
@@ -429,7 +402,7 @@ def test_paging_and_total_count(api: Api, sim: SimulatorServer) -> None:
 
 
 def reference(docs: list[dict[str, Any]], field: str, desc: bool) -> list[str]:
-    ordered = sorted(docs, key=lambda d: (parse_iso(d["metadata"][field]), pid(d)), reverse=desc)
+    ordered = sorted(docs, key=lambda d: (parse_timestamp(d["metadata"][field]), pid(d)), reverse=desc)
     return [pid(d) for d in ordered]
 
 
@@ -485,7 +458,7 @@ def test_filters_are_inclusive_and_combine(api: Api, sim: SimulatorServer) -> No
     ]
     assert [pid(d) for d in both] == reference(want_docs, "updatedAt", True)
     # other ISO spellings of the same instant are accepted
-    moment = parse_iso(since)
+    moment = parse_timestamp(since)
     assert moment is not None
     offset = (moment + timedelta(hours=2)).replace(tzinfo=None).isoformat(timespec="milliseconds") + "+02:00"
     assert api.all_contexts(tid, createdSince=offset) == api.all_contexts(tid, createdSince=since)
@@ -556,7 +529,7 @@ def test_advance_finishes_runs_creates_contexts_and_moves_updated_at(
     after = {pid(d): d for d in fresh.world.contexts()}
     assert set(report.created) == set(after) - set(before)
     for p in report.created:
-        assert start < parse_iso(created(after[p])) <= fresh.world.now  # type: ignore[operator]
+        assert start < parse_timestamp(created(after[p])) <= fresh.world.now  # type: ignore[operator]
     assert any(after[p]["status"] == "running" for p in report.created)
     for p in report.updated:
         assert after[p]["metadata"]["updatedAt"] > before[p]["metadata"]["updatedAt"]
@@ -716,7 +689,7 @@ def test_admin_endpoints(fresh: SimulatorServer, fresh_api: Api) -> None:
     )
     assert admin.delete(f"/_admin/execution-templates/{tid}").status_code == 200
     assert fresh_api.get(PC.format(tid)).status_code == 404
-    assert fresh.world.count(tid) == 0
+    assert fresh.world.contexts(tid) == []
     assert admin.get("/_admin/nothing").status_code == 404
 
 
@@ -807,14 +780,7 @@ def test_cli_prints_the_env_block_and_exits_0_on_sigterm() -> None:
         assert f"OE_AUTH_URL={url.group(1)}" in text
         assert "OE_CLIENT_ID=oe-demo-client" in text
         assert "OE_CLIENT_SECRET=oe-demo-secret" in text
-        r = httpx.post(
-            f"{url.group(1)}/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": "oe-demo-client",
-                "client_secret": "oe-demo-secret",
-            },
-        )
+        r = httpx.post(f"{url.group(1)}/oauth/token", data=credentials())
         assert r.status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0

@@ -18,7 +18,7 @@ from oe_assets.flatten import TIMESTAMP_PATTERN, Flattener, TableFamily
 from oe_assets.landing.raw_contexts import ensure_raw_tables
 from oe_assets.load.contexts import write_landed_partitions
 from oe_assets.simulator.timeutil import MISSING_KEY, sort_key
-from oe_assets.warehouse.connection import connect
+from oe_assets.warehouse.connection import open_warehouse
 
 DAY = date(2025, 3, 4)
 LOADED = datetime(2025, 3, 6)
@@ -137,46 +137,46 @@ CREATED_UTC = [
 
 
 def test_created_at_of_any_precision_and_offset_lands_as_the_utc_instant(tmp_path: Path) -> None:
-    conn = connect(tmp_path / "w.duckdb")
-    ensure_raw_tables(conn)
-    land(conn, DAY, CREATED)
+    with open_warehouse(tmp_path / "w.duckdb") as conn:
+        ensure_raw_tables(conn)
+        land(conn, DAY, CREATED)
 
-    list(write_landed_partitions(conn, [DAY], loaded_at=LOADED))
+        list(write_landed_partitions(conn, [DAY], loaded_at=LOADED))
 
-    rows = conn.execute(
-        'SELECT typeof("metadata$createdAt"), "metadata$createdAt" FROM execution_context '
-        'ORDER BY "context$processid"'
-    ).fetchall()
-    assert rows == [("TIMESTAMP", utc) for utc in CREATED_UTC]
-    assert conn.execute(
-        "SELECT data_type FROM _oe_columns WHERE column_name = 'metadata$createdAt'"
-    ).fetchall() == [("TIMESTAMP",)]
+        rows = conn.execute(
+            'SELECT typeof("metadata$createdAt"), "metadata$createdAt" FROM execution_context '
+            'ORDER BY "context$processid"'
+        ).fetchall()
+        assert rows == [("TIMESTAMP", utc) for utc in CREATED_UTC]
+        assert conn.execute(
+            "SELECT data_type FROM _oe_columns WHERE column_name = 'metadata$createdAt'"
+        ).fetchall() == [("TIMESTAMP",)]
 
 
 def test_a_warehouse_whose_column_is_text_takes_later_timestamps_as_utc_iso_text(tmp_path: Path) -> None:
     """An older warehouse (or a day with one value that is no timestamp) holds the column as
     VARCHAR; a later day's TIMESTAMP batch writes each instant as ISO-8601 UTC text into it."""
-    conn = connect(tmp_path / "w.duckdb")
-    ensure_raw_tables(conn)
-    earlier = date(2025, 3, 3)
-    land(conn, earlier, ["2025-03-03T10:00:00.000Z", "yesterday"])
-    list(write_landed_partitions(conn, [earlier], loaded_at=LOADED))
-    conn.execute("DELETE FROM raw_process_contexts")
-    land(conn, DAY, CREATED)
+    with open_warehouse(tmp_path / "w.duckdb") as conn:
+        ensure_raw_tables(conn)
+        earlier = date(2025, 3, 3)
+        land(conn, earlier, ["2025-03-03T10:00:00.000Z", "yesterday"])
+        list(write_landed_partitions(conn, [earlier], loaded_at=LOADED))
+        conn.execute("DELETE FROM raw_process_contexts")
+        land(conn, DAY, CREATED)
 
-    list(write_landed_partitions(conn, [DAY], loaded_at=LOADED))
+        list(write_landed_partitions(conn, [DAY], loaded_at=LOADED))
 
-    rows = conn.execute(
-        'SELECT typeof("metadata$createdAt"), "metadata$createdAt" FROM execution_context '
-        'WHERE _oe_partition = ? ORDER BY "context$processid"',
-        [DAY],
-    ).fetchall()
-    assert rows == [
-        ("VARCHAR", "2025-03-04T10:00:00.123456Z"),
-        ("VARCHAR", "2025-03-04T21:30:00.000Z"),
-        ("VARCHAR", "2025-03-04T21:30:00.000Z"),
-        ("VARCHAR", "2025-03-05T01:00:00.000Z"),
-        ("VARCHAR", "2025-03-04T12:00:00.000Z"),
-        ("VARCHAR", "2025-03-04T12:00:00.123456Z"),
-    ]
-    assert [parse_oe_timestamp(text) for _, text in rows] == CREATED_UTC
+        rows = conn.execute(
+            'SELECT typeof("metadata$createdAt"), "metadata$createdAt" FROM execution_context '
+            'WHERE _oe_partition = ? ORDER BY "context$processid"',
+            [DAY],
+        ).fetchall()
+        assert rows == [
+            ("VARCHAR", "2025-03-04T10:00:00.123456Z"),
+            ("VARCHAR", "2025-03-04T21:30:00.000Z"),
+            ("VARCHAR", "2025-03-04T21:30:00.000Z"),
+            ("VARCHAR", "2025-03-05T01:00:00.000Z"),
+            ("VARCHAR", "2025-03-04T12:00:00.000Z"),
+            ("VARCHAR", "2025-03-04T12:00:00.123456Z"),
+        ]
+        assert [parse_oe_timestamp(text) for _, text in rows] == CREATED_UTC

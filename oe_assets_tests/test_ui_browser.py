@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -18,11 +19,13 @@ import pytest
 pytest.register_assert_rewrite("oe_assets_tests.ui_support")
 
 from oe_assets.definitions import build_definitions  # noqa: E402
+from oe_assets.model.declaration import MODEL  # noqa: E402
 from oe_assets_tests.ui_support import (  # noqa: E402
     ARTIFACTS,
     PROJECT_ROOT,
     DagsterUi,
     MaterializedDay,
+    lineage_label,
 )
 
 pytest_plugins = ["oe_assets_tests.ui_support"]
@@ -39,30 +42,19 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1600, "height": 1000}
+LINEAGE_VIEWPORT = {"width": 1000, "height": 1800}
+"""Tall enough that the lineage's default zoom (the graph's width fitted) shows the whole graph, which
+Dagster lays out left to right, tall and narrow; the README's picture, taken at twice the pixels."""
 DOCS_LINEAGE = PROJECT_ROOT / "docs" / "img" / "lineage.png"
 GROUPS = ("oe_raw", "celonis_model", "process_mining")
-QUOTES = "execution_context$context&celonis_postaction_feedback$quotes"
-# The backbone of the data model, small enough to read in one picture (the full graph has ~40 tables).
-LINEAGE_SELECTION = " or ".join(
-    [
-        "group:oe_raw",
-        "group:process_mining",
-        "key:accounts",
-        'key:"execution_templates"',
-        'key:"execution_templates$trigger"',
-        'key:"execution_context"',
-        f'key:"{QUOTES}"+1',
-    ]
-)
-LINEAGE_ASSETS = (
-    "raw_process_contexts",
-    "raw_execution_templates",
+LINES_TABLE = "execution_context$context&celonis_postaction_feedback$quotes$lines"
+# Names the first look must show in full: the backbone of the data model.
+BACKBONE = (
     "raw_accounts",
     "execution_context",
-    QUOTES,
-    QUOTES + "$lines",
-    "execution_templates",
-    "execution_templates$trigger",
+    "quotes",
+    "lines",
+    "trigger",
     "accounts",
     "event_log",
     "activity_log",
@@ -93,14 +85,6 @@ def expanded_groups() -> str:
     return quote(",".join(f"global@global:{group}" for group in GROUPS), safe="")
 
 
-def label_names(label: str, names: list[str]) -> list[str]:
-    """The asset names a node label can stand for: the graph shortens long names to `head…tail`."""
-    if "…" not in label:
-        return [label] if label in names else []
-    head, tail = label.split("…", 1)
-    return [n for n in names if n.startswith(head) and n.endswith(tail) and len(n) > len(head) + len(tail)]
-
-
 @pytest.fixture(scope="module")
 def ui(dagster_ui: DagsterUi, materialized_day: MaterializedDay) -> DagsterUi:
     """The server with a materialized day, and the first-visit community dialog dismissed."""
@@ -122,23 +106,24 @@ def browser() -> Iterator[object]:
             chromium.close()
 
 
-@pytest.fixture
-def page(browser: object) -> Iterator[object]:
+def _new_tab(browser: object, viewport: dict[str, int], scale: float) -> object:
+    """A tab with the navigation collapsed to icons, in a context of its own."""
     from playwright.sync_api import Browser
 
     assert isinstance(browser, Browser)
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    # Top-to-bottom lineage (raw above model above process mining), navigation collapsed to icons.
-    context.add_init_script(
-        "window.localStorage.setItem('asset-graph-direction', JSON.stringify('vertical'));"
-        "window.localStorage.setItem('dagster-nav-collapsed', 'true');"
-    )
+    context = browser.new_context(viewport=viewport, device_scale_factor=scale)  # type: ignore[arg-type]
+    context.add_init_script("window.localStorage.setItem('dagster-nav-collapsed', 'true');")
     context.set_default_timeout(60_000)
-    tab = context.new_page()
+    return context.new_page()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    tab = _new_tab(browser, VIEWPORT, 1)
     try:
         yield tab
     finally:
-        context.close()
+        tab.context.close()  # type: ignore[attr-defined]
 
 
 def screenshot(page: object, name: str) -> Path:
@@ -150,48 +135,61 @@ def screenshot(page: object, name: str) -> Path:
 
 
 def open_lineage(page: object, url: str) -> list[str]:
-    """Opens a lineage page, hides the asset tree, zooms to fit; returns the labels the graph renders."""
+    """Opens a lineage page at its default zoom and hides the asset tree; returns the labels the
+    graph renders (it renders only the nodes in view)."""
     from playwright.sync_api import Page
 
     assert isinstance(page, Page)
     page.goto(url)
     page.locator("foreignObject").filter(has_text="celonis_model").first.wait_for()
     page.locator('button:has([aria-label="panel_show_right"])').first.click()  # hide the asset tree
-    page.wait_for_timeout(500)
-    page.mouse.dblclick(VIEWPORT["width"] - 120, 125)  # double-click on the canvas: zoom to fit
     page.wait_for_timeout(1500)
     # Nodes are HTML inside SVG <foreignObject>s; their labels are the innermost elements' texts.
     texts = page.locator("foreignObject").evaluate_all(LEAF_TEXTS)
     return [str(t) for t in texts]
 
 
-def test_lineage_page_renders_the_data_model(ui: DagsterUi, page: object) -> None:
-    url = f"{ui.url}/asset-groups~{quote(LINEAGE_SELECTION, safe='')}/?expanded={expanded_groups()}"
-    labels = open_lineage(page, url)
-    path = screenshot(page, "lineage.png")
+def test_the_expanded_lineage_names_every_table_so_that_it_can_be_told_apart(
+    ui: DagsterUi, browser: object
+) -> None:
+    """A first look at the whole graph, every group open: each asset is one node, named by its key's
+    last part as ui_support.lineage_label predicts (so test_ui_graphql's check that the nodes below
+    one asset show different names holds on screen), the backbone in full. The README's picture."""
+    keys = build_definitions().resolve_asset_graph().get_all_asset_keys()
+    expected = Counter(lineage_label(key.path[-1]) for key in keys)
+    tab = _new_tab(browser, LINEAGE_VIEWPORT, 2)
+    try:
+        labels = open_lineage(tab, f"{ui.url}/asset-groups?expanded={expanded_groups()}")
+        path = screenshot(tab, "lineage.png")
+    finally:
+        tab.context.close()  # type: ignore[attr-defined]
     if os.environ.get("OE_UPDATE_DOCS_SCREENSHOTS") == "1":
         DOCS_LINEAGE.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_LINEAGE)
     for group in GROUPS:
         assert group in labels, f"group {group} not rendered; labels: {labels}"
-    rendered = {name for label in labels for name in label_names(label, list(LINEAGE_ASSETS))}
-    missing = set(LINEAGE_ASSETS) - rendered
-    assert not missing, f"not rendered: {sorted(missing)}; labels: {labels}"
-    for name in ("execution_context", "event_log", "activity_log", "accounts", "raw_accounts"):
+    rendered = Counter(label for label in labels if label in expected)
+    assert rendered == expected, f"missing or extra nodes: {expected - rendered} / {rendered - expected}"
+    for name in BACKBONE:
         assert name in labels, f"{name} is not rendered in full; labels: {labels}"
 
 
-def test_global_lineage_renders_every_asset(ui: DagsterUi, page: object) -> None:
-    names = [key.to_user_string() for key in build_definitions().resolve_asset_graph().get_all_asset_keys()]
-    labels = open_lineage(page, f"{ui.url}/asset-groups?expanded={expanded_groups()}")
-    screenshot(page, "lineage-full.png")
-    rendered = {name for label in labels for name in label_names(label, names)}
-    missing = set(names) - rendered
-    assert not missing, f"not rendered: {sorted(missing)}; labels: {labels}"
-    asset_labels = [label for label in labels if label_names(label, names)]
-    assert len(asset_labels) == len(names), (
-        f"{len(asset_labels)} asset nodes for {len(names)} assets: {labels}"
-    )
+def test_search_finds_a_child_table_by_its_celonis_name(ui: DagsterUi, page: object) -> None:
+    """Dagster's search (the `/` key) matches asset key paths, not descriptions or metadata: a child
+    table's key holds every JSON key of its Celonis name, so that name finds it, first."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto(f"{ui.url}/assets")
+    page.locator('a[href="/assets/execution_context"]').first.wait_for()
+    page.keyboard.press("/")
+    page.get_by_placeholder(re.compile("Search")).last.fill(LINES_TABLE)
+    first = page.locator("li").filter(has_text="Asset in").first
+    expect(first).to_contain_text(" / ".join(MODEL.asset_key(LINES_TABLE)))
+    screenshot(page, "search.png")
+    first.click()  # the asset's page names the table exactly (description, table name)
+    expect(page.get_by_text(LINES_TABLE, exact=True).first).to_be_visible()
+    screenshot(page, "asset-lines.png")
 
 
 def test_asset_page_shows_description_metadata_and_checks(ui: DagsterUi, page: object) -> None:

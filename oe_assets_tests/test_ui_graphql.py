@@ -15,6 +15,7 @@ pytest.register_assert_rewrite("oe_assets_tests.ui_support")
 
 from oe_assets.definitions import build_definitions  # noqa: E402
 from oe_assets.defs.automation.sensors import SENSOR_NAME  # noqa: E402
+from oe_assets.model.declaration import MODEL  # noqa: E402
 from oe_assets.orchestration.resources import DUCKDB_POOL  # noqa: E402
 from oe_assets_tests.ui_support import (  # noqa: E402
     CATALOG_JOB,
@@ -23,11 +24,15 @@ from oe_assets_tests.ui_support import (  # noqa: E402
     REPOSITORY,
     DagsterUi,
     MaterializedDay,
+    lineage_label,
 )
 
 pytest_plugins = ["oe_assets_tests.ui_support"]
 
-QUOTES = "execution_context$context&celonis_postaction_feedback$quotes"
+QUOTES_TABLE = "execution_context$context&celonis_postaction_feedback$quotes"
+QUOTES = "/".join(MODEL.asset_key(QUOTES_TABLE))
+LINES = "/".join(MODEL.asset_key(QUOTES_TABLE + "$lines"))
+TRIGGER = "/".join(MODEL.asset_key("execution_templates$trigger"))
 GROUPS = {"oe_raw", "celonis_model", "process_mining"}
 
 ASSET_NODES = """
@@ -45,6 +50,7 @@ query AssetNodes {
     metadataEntries {
       label
       __typename
+      ... on TextMetadataEntry { text }
       ... on CodeReferencesMetadataEntry {
         codeReferences { __typename ... on LocalFileCodeReference { filePath lineNumber } }
       }
@@ -136,15 +142,15 @@ def test_every_asset_is_listed_in_its_layer_with_the_designed_lineage(
     def deps_of(name: str) -> set[str]:
         return {"/".join(d["path"]) for d in nodes[name]["dependencyKeys"]}
 
-    # The seed's data model: raw -> execution_context -> child tables -> event log / activity log ...
+    # The Celonis extractor's data model: raw -> execution_context -> child tables -> event log / activity log ...
     assert deps_of("execution_context") == {"raw_process_contexts"}
     assert deps_of(QUOTES) == {"execution_context"}
-    assert deps_of(QUOTES + "$lines") == {QUOTES}
+    assert deps_of(LINES) == {QUOTES}
     assert deps_of("event_log") == {"execution_context", "execution_templates"}
     assert {"execution_context", "execution_templates"} <= deps_of("activity_log")
     # ... raw templates -> execution_templates -> triggers; accounts.
     assert deps_of("execution_templates") == {"raw_execution_templates"}
-    assert deps_of("execution_templates$trigger") == {"execution_templates"}
+    assert deps_of(TRIGGER) == {"execution_templates"}
     assert deps_of("accounts") == {"raw_accounts"}
     assert {n["groupName"] for n in nodes.values()} == GROUPS
 
@@ -227,7 +233,9 @@ def _entries(node: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_materialization_metadata_is_there(dagster_ui: DagsterUi, materialized_day: MaterializedDay) -> None:
     assert materialized_day.contexts_status == "SUCCESS", materialized_day.failures
-    keys = [{"path": [name]} for name in ("execution_context", "raw_process_contexts", "event_log", QUOTES)]
+    keys = [
+        {"path": key.split("/")} for key in ("execution_context", "raw_process_contexts", "event_log", QUOTES)
+    ]
     data = dagster_ui.graphql(MATERIALIZATION, {"keys": keys, "partition": materialized_day.partition})
     by_key = {_key(node): node for node in data["assetNodes"]}
 
@@ -274,3 +282,26 @@ def test_materialization_metadata_is_there(dagster_ui: DagsterUi, materialized_d
     assert fk["runId"] == materialized_day.contexts_run
     assert fk["status"] == "SUCCEEDED"
     assert fk["evaluation"]["success"]
+
+
+def _table_name(node: dict[str, Any]) -> str | None:
+    entries = {entry["label"]: entry for entry in node["metadataEntries"]}
+    return entries["dagster/table_name"]["text"] if "dagster/table_name" in entries else None
+
+
+def test_every_node_name_in_the_lineage_can_be_told_apart(nodes: dict[str, dict[str, Any]]) -> None:
+    """The lineage graph names a node by its key's last part, cut to 18 characters: the nodes that
+    hang off one asset must still show different names (the exact table name is in the metadata)."""
+    below: dict[str, list[str]] = {}
+    for key, node in nodes.items():
+        for dep in node["dependencyKeys"]:
+            below.setdefault("/".join(dep["path"]), []).append(key)
+    for parent, children in below.items():
+        labels = sorted(lineage_label(child.split("/")[-1]) for child in children)
+        assert len(set(labels)) == len(labels), f"nodes below {parent} look alike: {labels}"
+    assert lineage_label(QUOTES.split("/")[-1]) == "quotes"
+    assert lineage_label(LINES.split("/")[-1]) == "lines"
+    for table in MODEL.declared_tables:
+        node = nodes["/".join(table.asset_key)]
+        assert _table_name(node) == table.name, table.name
+        assert table.parent is None or table.name in (node["description"] or ""), table.name

@@ -1,9 +1,10 @@
-"""The warehouse writer on real DuckDB files: transactions, schema evolution, no loss, the seed's SQL."""
+"""The warehouse writer on real DuckDB files: transactions, schema evolution, no loss, the Celonis extractor's SQL."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -16,27 +17,25 @@ from oe_assets.flatten import CONTEXTS, TEMPLATES, FlatBatch, Flattener, TableFa
 from oe_assets.warehouse import (
     SchemaChange,
     load_registry,
-    merge_into,
     quote_ident,
     quote_literal,
     replace_all,
     replace_partition,
     transaction,
 )
+from oe_assets.warehouse.connection import open_warehouse
+from oe_assets.warehouse.locking import WarehouseBusyError, exclusive_file_lock, lock_path_for
 from oe_assets_tests.test_flatten import PID, QUOTES, ROOT, load
 
-SEED_SQL = Path(__file__).resolve().parents[1] / "oe_assets" / "sql" / "seed_event_log.sql"
+EVENT_LOG_SCRIPT = Path(__file__).resolve().parents[1] / "oe_assets" / "sql" / "celonis_event_log.sql"
 FAM = TableFamily("t", ("id",), "t_id")
 DAY1, DAY2 = "2023-10-16", "2023-10-17"
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    c = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    try:
+    with open_warehouse(tmp_path / "warehouse.duckdb") as c:
         yield c
-    finally:
-        c.close()
 
 
 def batches(
@@ -79,6 +78,49 @@ def ctx(pid: str, **context: Any) -> dict[str, Any]:
         "context": {"processid": pid, "executionTemplateID": "T1", **context},
         "status": "finished",
     }
+
+
+# --------------------------------------------------------------------------- opening
+def setting(conn: duckdb.DuckDBPyConnection, name: str) -> str:
+    return str(q(conn, f"SELECT current_setting({quote_literal(name)})")[0][0])
+
+
+def test_a_writer_holds_the_lock_and_the_writers_settings(tmp_path: Path) -> None:
+    database = tmp_path / "w.duckdb"
+    default_limit = setting(duckdb.connect(), "memory_limit")
+
+    def another_writer_waits() -> BaseException | None:
+        try:
+            with exclusive_file_lock(lock_path_for(database), timeout_seconds=0.2):
+                return None
+        except WarehouseBusyError as error:
+            return error
+
+    with open_warehouse(database) as conn:
+        assert setting(conn, "memory_limit") != default_limit  # the writers' 256 MB
+        conn.execute("CREATE TABLE x AS SELECT 1 AS v")
+        with ThreadPoolExecutor(1) as pool:  # the lock is re-entrant within one thread only
+            assert isinstance(pool.submit(another_writer_waits).result(), WarehouseBusyError)
+    assert conn_closed(conn)
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(another_writer_waits).result() is None
+    with open_warehouse(database, read_only=True) as reader:
+        assert q(reader, "SELECT v FROM x") == [(1,)]
+        assert setting(reader, "memory_limit") == default_limit
+        with ThreadPoolExecutor(1) as pool:  # a reader takes no lock
+            assert pool.submit(another_writer_waits).result() is None
+    with open_warehouse(":memory:", settings={"memory_limit": "100MB"}) as memory:
+        assert setting(memory, "memory_limit") == setting(
+            duckdb.connect(config={"memory_limit": "100MB"}), "memory_limit"
+        )
+
+
+def conn_closed(conn: duckdb.DuckDBPyConnection) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except duckdb.ConnectionException:
+        return True
+    return False
 
 
 # ------------------------------------------------------------------------------- sql
@@ -444,27 +486,6 @@ def test_replace_all_for_templates(conn: duckdb.DuckDBPyConnection) -> None:
     assert q(conn, 'SELECT count(*) FROM "execution_templates$trigger$scenario_ids"') == [(0,)]
 
 
-def test_prefetch_gives_the_same_result_and_propagates_errors(conn: duckdb.DuckDBPyConnection) -> None:
-    chunks = [[ctx(f"p{i}-{j}", tags=[str(j)]) for j in range(50)] for i in range(4)]
-    consts = {"_oe_partition": date(2023, 10, 16)}
-    # with prefetch the batches are produced in another thread: they must not touch conn
-    fl = Flattener(CONTEXTS, load_registry(conn, CONTEXTS))
-    gen = (fl.flatten(c, constant_columns=consts) for c in chunks)
-    report = replace_partition(conn, CONTEXTS, DAY1, gen, prefetch=True)
-    assert report.rows_per_table[ROOT] == 200
-    assert report.batches == 4
-    before = snapshot(conn)
-    fl = Flattener(CONTEXTS, load_registry(conn, CONTEXTS))
-
-    def exploding() -> Iterator[FlatBatch]:
-        yield fl.flatten(chunks[0], constant_columns=consts)
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError, match="boom"):
-        replace_partition(conn, CONTEXTS, DAY1, exploding(), prefetch=True)
-    assert snapshot(conn) == before
-
-
 def test_big_scalar_array_and_deep_nesting_land(conn: duckdb.DuckDBPyConnection) -> None:
     obj: Any = {"leaf": 1}
     for i in range(100):
@@ -506,19 +527,8 @@ def test_transaction_commits_rolls_back_and_nests(conn: duckdb.DuckDBPyConnectio
     assert q(conn, "SELECT v FROM x") == [(1,)]
 
 
-def test_merge_into(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute('CREATE TABLE "ta rget" (k VARCHAR, v BIGINT, w VARCHAR)')
-    conn.execute("INSERT INTO \"ta rget\" VALUES ('a', 1, 'keep')")
-    staging = pa.table({"k": ["a", "b"], "v": [10, 20], "w": ["new", "new"]})
-    assert merge_into(conn, "ta rget", staging, ["k"], ["v"]) == 2
-    assert q(conn, 'SELECT * FROM "ta rget" ORDER BY k') == [("a", 10, "keep"), ("b", 20, "new")]
-    conn.execute("CREATE TABLE stage AS SELECT 'c' AS k, 3 AS v, 'x' AS w")
-    assert merge_into(conn, "ta rget", "stage", ["k"], []) == 1
-    assert q(conn, 'SELECT count(*) FROM "ta rget"') == [(3,)]
-
-
-# ------------------------------------------------------------------ the seed's SQL
-def test_seed_event_log_script_runs_unchanged(conn: duckdb.DuckDBPyConnection) -> None:
+# ------------------------------------------------------------------ the Celonis extractor's SQL
+def test_extractor_event_log_script_runs_unchanged(conn: duckdb.DuckDBPyConnection) -> None:
     spot = load("process_context_spotbuy.json")
     tid = spot["context"]["executionTemplateID"]
     running = copy.deepcopy(spot)
@@ -532,7 +542,7 @@ def test_seed_event_log_script_runs_unchanged(conn: duckdb.DuckDBPyConnection) -
     spot_tpl = copy.deepcopy(tpl) | {"id": tid, "name": "Spot Buy"}
     replace_all(conn, TEMPLATES, batches(conn, TEMPLATES, None, [tpl, spot_tpl]))
 
-    script = SEED_SQL.read_text()
+    script = EVENT_LOG_SCRIPT.read_text()
     assert 'SELECT "execution_templates"."name" as "execution_template_name"' in script
     conn.execute(script)
     expected = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,6 +39,28 @@ STARTUP_TIMEOUT_S = 120.0
 RUN_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+LINEAGE_NAME_LENGTH = 18
+"""How many characters of an asset's name the lineage graph shows at the default (fitted) zoom."""
+
+
+def lineage_label(name: str, max_length: int = LINEAGE_NAME_LENGTH) -> str:
+    """The label the lineage graph of Dagster 1.13 prints for an asset named ``name`` (the last part
+    of its key): the name, or its middle cut at a separator (``_ . - >``) when longer than
+    ``max_length``, e.g. ``raw_process_contexts`` -> ``raw_proc…_contexts``. A port of the UI's
+    ``withMiddleTruncation``; test_ui_browser checks it against the labels the browser renders."""
+    excess = len(name) - max_length
+    if excess <= 0:
+        return name
+    if max_length <= 10:
+        return name[: max_length - 1] + "…"
+    separators = [m.start() for m in re.finditer("__" if "__" in name else r"[_>.\-]", name)]
+    cut = (len(name) + excess) // 2
+    first = next((i for i, at in enumerate(separators) if at > excess + 3), None)
+    if first is not None and max(first, len(separators) // 2) < len(separators):
+        cut = separators[max(first, len(separators) // 2)]
+    return name[: cut - (excess + 1)] + "…" + name[cut:]
 
 
 class GraphQLError(AssertionError):
@@ -301,12 +324,19 @@ def job_selector(job: str) -> dict[str, str]:
     return {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job}
 
 
-def launch_run(ui: DagsterUi, job: str, partition: str | None = None) -> str:
-    """launchRun as the UI's Materialize button does it: the job's selector, a partition as a run tag."""
-    tags = [{"key": "dagster/partition", "value": partition}] if partition else []
+def launch_run(ui: DagsterUi, job: str, partitions: tuple[str, str] | None = None) -> str:
+    """launchRun as the UI's Materialize button does it: the job's selector, and a range of partitions
+    as run tags (the one run a single-run backfill of the range launches)."""
+    tags = []
+    if partitions:
+        start, end = partitions
+        tags = [
+            {"key": "dagster/asset_partition_range_start", "value": start},
+            {"key": "dagster/asset_partition_range_end", "value": end},
+        ]
     params = {"selector": job_selector(job), "runConfigData": {}, "executionMetadata": {"tags": tags}}
     result = ui.graphql(LAUNCH_RUN, {"executionParams": params})["launchRun"]
-    assert result["__typename"] == "LaunchRunSuccess", f"launchRun({job}, {partition}): {result}"
+    assert result["__typename"] == "LaunchRunSuccess", f"launchRun({job}, {partitions}): {result}"
     return str(result["run"]["runId"])
 
 
@@ -337,15 +367,15 @@ def wait_for_run(ui: DagsterUi, run_id: str, timeout: float = RUN_TIMEOUT_S) -> 
 
 @dataclass
 class MaterializedDay:
-    """What the session's materialization through GraphQL produced."""
+    """What the session's materialization through GraphQL produced (filled in as the runs finish)."""
 
     partition: str
-    catalog_run: str
-    catalog_status: str
-    contexts_run: str
-    contexts_status: str
-    failures: list[str]
-    seconds: float
+    catalog_run: str = ""
+    catalog_status: str = "NOT LAUNCHED"
+    contexts_run: str = ""
+    contexts_status: str = "NOT LAUNCHED"
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------- fixtures
@@ -361,8 +391,9 @@ def ui_simulator() -> Iterator[SimulatorServer]:
 def dagster_ui(
     tmp_path_factory: pytest.TempPathFactory, ui_simulator: SimulatorServer
 ) -> Iterator[DagsterUi]:
-    """One `dagster dev` for the UI tests; stopped with SIGINT, and the stop must be clean."""
-    start_date = (datetime.now(UTC).date() - timedelta(days=3)).isoformat()
+    """One `dagster dev` for the UI tests, its partitions yesterday and today; stopped with SIGINT, and
+    the stop must be clean."""
+    start_date = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     ui = start_dagster_ui(tmp_path_factory.mktemp("dagster_ui"), ui_simulator, start_date)
     try:
         yield ui
@@ -373,24 +404,19 @@ def dagster_ui(
 
 @pytest.fixture(scope="session")
 def materialized_day(dagster_ui: DagsterUi) -> MaterializedDay:
-    """The catalog, then yesterday's partition of the contexts graph, launched through GraphQL."""
+    """The catalog, then every partition of the contexts graph (yesterday's is the one the tests read)
+    in one run, launched through GraphQL: a first look at the UI is all materialized, as after the demo."""
     started = time.monotonic()
-    partition = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-    catalog_run = launch_run(dagster_ui, CATALOG_JOB)
-    catalog_status = wait_for_run(dagster_ui, catalog_run)
-    failures = run_failures(dagster_ui, catalog_run) if catalog_status != "SUCCESS" else []
-    contexts_run, contexts_status = "", "NOT LAUNCHED"
-    if catalog_status == "SUCCESS":
-        contexts_run = launch_run(dagster_ui, CONTEXTS_JOB, partition)
-        contexts_status = wait_for_run(dagster_ui, contexts_run)
-        if contexts_status != "SUCCESS":
-            failures = run_failures(dagster_ui, contexts_run)
-    return MaterializedDay(
-        partition=partition,
-        catalog_run=catalog_run,
-        catalog_status=catalog_status,
-        contexts_run=contexts_run,
-        contexts_status=contexts_status,
-        failures=failures,
-        seconds=time.monotonic() - started,
-    )
+    today = datetime.now(UTC).date()
+    day = MaterializedDay(partition=(today - timedelta(days=1)).isoformat())
+    day.catalog_run = launch_run(dagster_ui, CATALOG_JOB)
+    day.catalog_status = wait_for_run(dagster_ui, day.catalog_run)
+    if day.catalog_status != "SUCCESS":
+        day.failures = run_failures(dagster_ui, day.catalog_run)
+    else:
+        day.contexts_run = launch_run(dagster_ui, CONTEXTS_JOB, (day.partition, today.isoformat()))
+        day.contexts_status = wait_for_run(dagster_ui, day.contexts_run)
+        if day.contexts_status != "SUCCESS":
+            day.failures = run_failures(dagster_ui, day.contexts_run)
+    day.seconds = time.monotonic() - started
+    return day

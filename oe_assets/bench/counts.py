@@ -24,6 +24,9 @@ from typing import Any
 
 import duckdb
 
+from oe_assets.warehouse import open_warehouse
+from oe_assets.warehouse.sql import quote_ident
+
 ROOT_KEY = "(root)"
 _NOT_ALNUM = re.compile(r"[^0-9a-z]")
 
@@ -70,41 +73,34 @@ def _dotted(path: list[str | None]) -> str:
 
 
 def _count(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
-    quoted = '"' + table.replace('"', '""') + '"'
-    row = conn.execute(f'SELECT count(*) FROM "{schema}".{quoted}').fetchone()
+    row = conn.execute(f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(table)}").fetchone()
     return int(row[0]) if row else 0
 
 
 def count_ours(db: Path, family: str = "execution_context") -> list[TableCount]:
     """Rows per table of our family in ``db`` (paths from the ``_oe_tables`` bookkeeping)."""
-    conn = duckdb.connect(str(db), read_only=True)
-    try:
-        found = []
-        for table, path_json in conn.execute(
+    with open_warehouse(db, read_only=True) as conn:
+        registered = conn.execute(
             "SELECT table_name, json_path FROM _oe_tables WHERE family = ? ORDER BY table_name", [family]
-        ).fetchall():
-            path: list[str | None] = json.loads(path_json) if path_json else []
-            found.append(TableCount(ours_key(path), table, _count(conn, "main", table), _dotted(path)))
-        return found
-    finally:
-        conn.close()
+        ).fetchall()
+        paths: dict[str, list[str | None]] = {
+            table: json.loads(path) if path else [] for table, path in registered
+        }
+        return [
+            TableCount(ours_key(path), table, _count(conn, "main", table), _dotted(path))
+            for table, path in paths.items()
+        ]
 
 
 def count_dlt(db: Path, dataset: str, root: str = "execution_context") -> list[TableCount]:
     """Rows per data table of dlt's ``dataset`` in ``db`` (its own ``_dlt_*`` tables left out)."""
-    conn = duckdb.connect(str(db), read_only=True)
-    try:
-        tables = [
-            str(r[0])
-            for r in conn.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
-                "AND table_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\' ORDER BY table_name",
-                [dataset],
-            ).fetchall()
-        ]
-        return [TableCount(dlt_key(t, root), t, _count(conn, dataset, t), t) for t in tables]
-    finally:
-        conn.close()
+    with open_warehouse(db, read_only=True) as conn:
+        listed = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? "
+            "AND table_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\' ORDER BY table_name",
+            [dataset],
+        ).fetchall()
+        return [TableCount(dlt_key(t, root), t, _count(conn, dataset, t), t) for (t,) in listed]
 
 
 def family_of(key: str, keys: set[str]) -> str:
@@ -119,26 +115,23 @@ def family_of(key: str, keys: set[str]) -> str:
     return key
 
 
-def compare(ours: list[TableCount], dlt: list[TableCount] | None) -> dict[str, Any]:
-    """Per table and per family: rows of each loader and whether they agree."""
-    ours_by = {c.key: c for c in ours}
-    dlt_by = {c.key: c for c in dlt} if dlt is not None else {}
-    keys = sorted(set(ours_by) | set(dlt_by), key=lambda k: (k != ROOT_KEY, k))
-    ours_keys, dlt_keys = set(ours_by), set(dlt_by)
-    tables = []
-    for key in keys:
-        o, d = ours_by.get(key), dlt_by.get(key)
-        tables.append(
-            {
-                "key": key,
-                "ours_table": o.table if o else None,
-                "dlt_table": d.table if d else None,
-                "ours_rows": o.rows if o else None,
-                "dlt_rows": d.rows if d else None,
-                "equal": None if dlt is None else (o is not None and d is not None and o.rows == d.rows),
-            }
-        )
+def _table_row(key: str, o: TableCount | None, d: TableCount | None, with_dlt: bool) -> dict[str, Any]:
+    return {
+        "key": key,
+        "ours_table": o.table if o else None,
+        "dlt_table": d.table if d else None,
+        "ours_rows": o.rows if o else None,
+        "dlt_rows": d.rows if d else None,
+        "equal": (o is not None and d is not None and o.rows == d.rows) if with_dlt else None,
+    }
+
+
+def _family_rows(
+    keys: list[str], ours_by: dict[str, TableCount], dlt_by: dict[str, TableCount], with_dlt: bool
+) -> list[dict[str, Any]]:
+    """Tables and rows per family; a table belongs to the family of the warehouse that has it."""
     families: dict[str, dict[str, Any]] = {}
+    ours_keys, dlt_keys = set(ours_by), set(dlt_by)
     for key in keys:
         fam = family_of(key, ours_keys if key in ours_by else dlt_keys)
         entry = families.setdefault(
@@ -149,24 +142,32 @@ def compare(ours: list[TableCount], dlt: list[TableCount] | None) -> dict[str, A
                 "tables_ours": 0,
                 "tables_dlt": 0,
                 "ours_rows": 0,
-                "dlt_rows": 0 if dlt is not None else None,
+                "dlt_rows": 0 if with_dlt else None,
             },
         )
-        if key in ours_by:
-            entry["tables_ours"] += 1
-            entry["ours_rows"] += ours_by[key].rows
-        if key in dlt_by:
-            entry["tables_dlt"] += 1
-            entry["dlt_rows"] += dlt_by[key].rows
+        for side, by in (("ours", ours_by), ("dlt", dlt_by)):
+            if key in by:
+                entry[f"tables_{side}"] += 1
+                entry[f"{side}_rows"] += by[key].rows
     for entry in families.values():
-        entry["equal"] = None if dlt is None else entry["ours_rows"] == entry["dlt_rows"]
+        entry["equal"] = entry["ours_rows"] == entry["dlt_rows"] if with_dlt else None
+    return list(families.values())
+
+
+def compare(ours: list[TableCount], dlt: list[TableCount] | None) -> dict[str, Any]:
+    """Per table and per family: rows of each loader and whether they agree (None without dlt)."""
+    with_dlt = dlt is not None
+    ours_by = {c.key: c for c in ours}
+    dlt_by = {c.key: c for c in dlt or []}
+    keys = sorted(set(ours_by) | set(dlt_by), key=lambda k: (k != ROOT_KEY, k))
+    tables = [_table_row(key, ours_by.get(key), dlt_by.get(key), with_dlt) for key in keys]
     equal_tables = sum(1 for t in tables if t["equal"])
     return {
         "tables": tables,
-        "families": list(families.values()),
+        "families": _family_rows(keys, ours_by, dlt_by, with_dlt),
         "ours_total_rows": sum(c.rows for c in ours),
-        "dlt_total_rows": None if dlt is None else sum(c.rows for c in dlt),
+        "dlt_total_rows": sum(c.rows for c in dlt) if dlt is not None else None,
         "tables_compared": len(tables),
-        "tables_equal": None if dlt is None else equal_tables,
-        "all_equal": None if dlt is None else equal_tables == len(tables),
+        "tables_equal": equal_tables if with_dlt else None,
+        "all_equal": equal_tables == len(tables) if with_dlt else None,
     }

@@ -13,8 +13,6 @@ Needs the ``bench`` extra (``pip install -e '.[bench]'``); nothing else in the p
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import resource
 import sys
@@ -24,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from oe_assets.bench.measure import loader_arguments, print_summary
 
 DATASET = "oe_bench"
 TABLE = "execution_context"
@@ -88,25 +88,13 @@ def load_jsonl(path: Path, db: Path, work: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oe_assets.bench.dlt_peer", description=__doc__)
-    parser.add_argument("--input", required=True, type=Path)
-    parser.add_argument("--db", required=True, type=Path)
+    parser = loader_arguments("dlt_peer", __doc__, profile=True)
     parser.add_argument("--work", required=True, type=Path, help="dlt's pipelines folder goes here")
-    parser.add_argument("--profile", type=Path, default=None, help="write a cProfile dump here")
     args = parser.parse_args(argv)
     if not dlt_available():
         sys.stderr.write(f"dlt is not installed: {INSTALL_HINT}\n")
         return 3
-    if args.profile is not None:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        summary = profiler.runcall(load_jsonl, args.input, args.db, args.work)
-        profiler.dump_stats(str(args.profile))
-    else:
-        summary = load_jsonl(args.input, args.db, args.work)
-    sys.stdout.write(json.dumps(summary) + "\n")
-    return 0
+    return print_summary(lambda: load_jsonl(args.input, args.db, args.work), args.profile)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ simulator the parent serves in its own process) comes from ``OE_API_URL``, ``OE_
 
 Both run sequentially on one keep-alive connection (concurrency 1), as the raw asset reads, and
 both drop each page before the next is read: a page kept alive meanwhile makes the next parse
-and the garbage collector slower (~10% here) whoever reads it, so it would count against the
-client a cost of the caller.
+and the garbage collector slower whoever reads it (docs/bench/findings.md has the figure), so it
+would count against the client a cost of the caller.
 The fastest of the repeats is compared (the least disturbed by other work on the machine); the
 order alternates so that neither side profits from warm caches. ``bare_records`` can exceed
 ``contexts``: the bare loop hands out the records a keyset page re-reads at its cursor, which
@@ -26,8 +26,6 @@ our client de-duplicates.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -37,6 +35,7 @@ import httpx
 import orjson
 
 from oe_assets.bench.incremental import client_config_from_env
+from oe_assets.bench.measure import print_summary
 from oe_assets.client import OeClient, OeClientConfig
 
 
@@ -140,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until", required=True, type=date.fromisoformat, help="day after the last day")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    sys.stdout.write(json.dumps(measure(args.since, args.until, args.repeat)) + "\n")
-    return 0
+    return print_summary(lambda: measure(args.since, args.until, args.repeat))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from oe_assets.bench.measure import print_summary
 from oe_assets.simulator import iter_generated_contexts
 
 DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -87,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", default=DEFAULT_START.date().isoformat(), help="YYYY-MM-DD (UTC)")
     args = parser.parse_args(argv)
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC)
-    report = generate_jsonl(args.out, args.contexts, seed=args.seed, start=start, days=args.days)
-    sys.stdout.write(json.dumps(asdict(report)) + "\n")
-    return 0
+    return print_summary(
+        lambda: asdict(generate_jsonl(args.out, args.contexts, seed=args.seed, start=start, days=args.days))
+    )
 
 
 if __name__ == "__main__":

@@ -16,10 +16,8 @@ what materializing one partition of ``raw_process_contexts`` and ``execution_con
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -27,12 +25,13 @@ from typing import Any
 
 import duckdb
 
+from oe_assets.bench.measure import print_summary
 from oe_assets.client import OeClient, OeClientConfig
 from oe_assets.config import settings
 from oe_assets.config.secret import Secret
 from oe_assets.landing.raw_contexts import land_process_contexts
 from oe_assets.load.contexts import write_landed_partitions
-from oe_assets.warehouse.connection import connect
+from oe_assets.warehouse import open_warehouse
 
 
 def refresh_day(conn: duckdb.DuckDBPyConnection, client: OeClient, templates: list[str], day: date) -> int:
@@ -56,23 +55,19 @@ def client_config_from_env() -> OeClientConfig:
 def measure(day: date, history_days: int, db: Path, repeat: int) -> dict[str, Any]:
     config = client_config_from_env()
     days = [day - timedelta(days=i) for i in range(history_days)]
-    with OeClient(config) as client:
+    with OeClient(config) as client, open_warehouse(db) as conn:
         templates = [str(t["id"]) for t in client.list_execution_templates() if "id" in t]
-        conn = connect(db)
-        try:
+        began = time.perf_counter()
+        landed = land_process_contexts(conn, client, templates, days)
+        for _ in write_landed_partitions(conn, sorted(days)):
+            pass
+        history_seconds = time.perf_counter() - began
+        timings: list[float] = []
+        rows = 0
+        for _ in range(repeat):
             began = time.perf_counter()
-            landed = land_process_contexts(conn, client, templates, days)
-            for _ in write_landed_partitions(conn, sorted(days)):
-                pass
-            history_seconds = time.perf_counter() - began
-            timings: list[float] = []
-            rows = 0
-            for _ in range(repeat):
-                began = time.perf_counter()
-                rows = refresh_day(conn, client, templates, day)
-                timings.append(time.perf_counter() - began)
-        finally:
-            conn.close()
+            rows = refresh_day(conn, client, templates, day)
+            timings.append(time.perf_counter() - began)
     return {
         "history_days": history_days,
         "history_contexts": landed.rows,
@@ -93,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", required=True, type=Path)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    result = measure(args.day, args.history_days, args.db, args.repeat)
-    sys.stdout.write(json.dumps(result) + "\n")
-    return 0
+    return print_summary(lambda: measure(args.day, args.history_days, args.db, args.repeat))
 
 
 if __name__ == "__main__":

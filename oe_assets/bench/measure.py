@@ -2,11 +2,16 @@
 
 Peak RSS is the larger of the kernel's high-water mark for the child (``os.wait4`` ->
 ``ru_maxrss``) and the largest sum of RSS over the child's process tree seen by polling every
-50 ms (psutil when installed, ``/proc`` otherwise), so helper processes a loader starts count too.
+:data:`POLL_SECONDS` (psutil when installed, ``/proc`` otherwise), so helper processes a loader
+starts count too.
+
+The measured side of the protocol is here too: every ``python -m oe_assets.bench.<module>`` ends
+with :func:`print_summary`, one JSON line on stdout that :func:`run_measured` reads back.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -15,9 +20,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -95,13 +103,11 @@ def _last_json_line(text: str) -> dict[str, Any]:
     return {}
 
 
-def run_measured(
-    command: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None, poll: float = 0.05
-) -> Measured:
+def run_measured(command: list[str], *, env: dict[str, str] | None = None) -> Measured:
     """Run ``command`` to completion; stdout's last JSON object line is its summary."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         began = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=cwd)  # noqa: S603
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env=env)  # noqa: S603
         peak = 0
         stop = threading.Event()
 
@@ -109,7 +115,7 @@ def run_measured(
             nonlocal peak
             while not stop.is_set():
                 peak = max(peak, _tree_rss(proc.pid))
-                stop.wait(poll)
+                stop.wait(POLL_SECONDS)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -136,3 +142,31 @@ def run_measured(
         summary=_last_json_line(stdout),
         stderr_tail=stderr[-4000:],
     )
+
+
+def loader_arguments(
+    module: str, description: str | None, *, profile: bool = False
+) -> argparse.ArgumentParser:
+    """``--input FILE --db OUT.duckdb`` (and ``--profile DUMP``): the arguments of every loader
+    the runner measures on the generated file."""
+    parser = argparse.ArgumentParser(prog=f"python -m oe_assets.bench.{module}", description=description)
+    parser.add_argument("--input", required=True, type=Path)
+    parser.add_argument("--db", required=True, type=Path)
+    if profile:
+        parser.add_argument("--profile", type=Path, default=None, help="write a cProfile dump here")
+    return parser
+
+
+def print_summary(run: Callable[[], dict[str, Any]], profile: Path | None = None) -> int:
+    """Run ``run`` (under cProfile, dumped to ``profile``, when given) and print what it returns as
+    the one JSON line :func:`run_measured` reads back; the process's exit code."""
+    if profile is None:
+        summary = run()
+    else:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        summary = profiler.runcall(run)
+        profiler.dump_stats(str(profile))
+    sys.stdout.write(json.dumps(summary) + "\n")
+    return 0

@@ -13,10 +13,7 @@ flattening into DuckDB could give, and its row counts are a check that it did th
 
 from __future__ import annotations
 
-import argparse
-import json
 import resource
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +22,7 @@ from typing import Any
 import duckdb
 from duckdb.sqltypes import DuckDBPyType
 
+from oe_assets.bench.measure import loader_arguments, print_summary
 from oe_assets.flatten.naming import COLUMN_SEP, HOP_SEP, VALUE_COLUMN
 from oe_assets.warehouse.sql import quote_ident, quote_literal
 
@@ -101,7 +99,7 @@ def plan_tables(conn: duckdb.DuckDBPyConnection) -> _Plan:
 
 def probe(path: Path, db: Path) -> dict[str, Any]:
     began = time.perf_counter()
-    conn = duckdb.connect(str(db), config={"memory_limit": "1GB"})
+    conn = duckdb.connect(str(db), config={"memory_limit": "1GB"})  # the probe's own file, not a warehouse
     try:
         conn.execute(
             "CREATE TEMP TABLE docs AS SELECT * FROM read_json(?, format = 'newline_delimited', "
@@ -132,12 +130,8 @@ def probe(path: Path, db: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oe_assets.bench.native_probe", description=__doc__)
-    parser.add_argument("--input", required=True, type=Path)
-    parser.add_argument("--db", required=True, type=Path)
-    args = parser.parse_args(argv)
-    sys.stdout.write(json.dumps(probe(args.input, args.db)) + "\n")
-    return 0
+    args = loader_arguments("native_probe", __doc__).parse_args(argv)
+    return print_summary(lambda: probe(args.input, args.db))
 
 
 if __name__ == "__main__":

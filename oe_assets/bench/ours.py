@@ -20,13 +20,10 @@ flattened batches). The three overlap, so they add up to more than the wall time
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
-import json
 import re
 import resource
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -35,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from oe_assets.bench.measure import loader_arguments, print_summary
 from oe_assets.core.timestamps import parse_oe_timestamp, utc_now
 from oe_assets.load.contexts import (
     BATCH_SIZE,
@@ -43,7 +41,7 @@ from oe_assets.load.contexts import (
     flatten_in_for,
     write_context_partitions,
 )
-from oe_assets.warehouse.connection import connect
+from oe_assets.warehouse import open_warehouse
 
 _CREATED_AT = re.compile(rb'^\{"metadata":\{[^{}]*?"createdAt":"([^"\\]{1,64})"')
 """``metadata.createdAt`` of a line that starts with the metadata object (as the API's and the
@@ -125,8 +123,7 @@ def load_jsonl(
     times = WriteTimes()
     began = time.perf_counter()
     mode = flatten_in or flatten_in_for(count_documents(path))
-    conn = connect(db)
-    try:
+    with open_warehouse(db) as conn:
         days = iter_day_chunks(path, chunk_size)
         for _day, report in write_context_partitions(
             conn, days, loaded_at=utc_now(), flatten_in=mode, times=times
@@ -135,8 +132,6 @@ def load_jsonl(
             quarantined += report.quarantined
             for table, n in report.rows_per_table.items():
                 rows[table] = rows.get(table, 0) + n
-    finally:
-        conn.close()
     seconds = time.perf_counter() - began
     return {
         "loader": "ours",
@@ -155,9 +150,7 @@ def load_jsonl(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oe_assets.bench.ours", description=__doc__)
-    parser.add_argument("--input", required=True, type=Path)
-    parser.add_argument("--db", required=True, type=Path)
+    parser = loader_arguments("ours", __doc__, profile=True)
     parser.add_argument("--chunk-size", type=int, default=BATCH_SIZE)
     parser.add_argument(
         "--flatten-in",
@@ -165,20 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="where to flatten (default: the asset's rule for the file's number of contexts)",
     )
-    parser.add_argument("--profile", type=Path, default=None, help="write a cProfile dump here")
     args = parser.parse_args(argv)
-    if args.profile is not None:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        summary = profiler.runcall(
-            load_jsonl, args.input, args.db, chunk_size=args.chunk_size, flatten_in=args.flatten_in
-        )
-        profiler.dump_stats(str(args.profile))
-    else:
-        summary = load_jsonl(args.input, args.db, chunk_size=args.chunk_size, flatten_in=args.flatten_in)
-    sys.stdout.write(json.dumps(summary) + "\n")
-    return 0
+    return print_summary(
+        lambda: load_jsonl(args.input, args.db, chunk_size=args.chunk_size, flatten_in=args.flatten_in),
+        args.profile,
+    )
 
 
 if __name__ == "__main__":

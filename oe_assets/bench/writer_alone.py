@@ -12,23 +12,20 @@ dlt's time divided by it is the most our design could reach against dlt on the s
 
 from __future__ import annotations
 
-import argparse
-import json
 import resource
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from oe_assets.bench.measure import loader_arguments, print_summary
 from oe_assets.bench.ours import iter_day_chunks
 from oe_assets.core.timestamps import utc_now
 from oe_assets.flatten import CONTEXTS, LOADED_AT, FlatBatch, Flattener
 from oe_assets.flatten.process import parse_documents
 from oe_assets.load.contexts import BATCH_SIZE, PARTITION_COLUMN, write_flattened_partitions
-from oe_assets.warehouse import load_registry
-from oe_assets.warehouse.connection import connect
+from oe_assets.warehouse import load_registry, open_warehouse
 
 
 def flatten_beforehand(
@@ -46,8 +43,8 @@ def flatten_beforehand(
 
 
 def measure(path: Path, db: Path, *, chunk_size: int = BATCH_SIZE) -> dict[str, Any]:
-    conn = connect(db)
-    try:
+    # Closing the connection checkpoints what the WAL still holds: part of the writer's cost.
+    with open_warehouse(db) as conn:
         began = time.perf_counter()
         flattener = Flattener(CONTEXTS, load_registry(conn, CONTEXTS))
         items = flatten_beforehand(path, flattener, chunk_size)
@@ -60,8 +57,6 @@ def measure(path: Path, db: Path, *, chunk_size: int = BATCH_SIZE) -> dict[str, 
             for table, n in report.rows_per_table.items():
                 rows[table] = rows.get(table, 0) + n
         written = time.perf_counter()
-    finally:
-        conn.close()  # the checkpoint of what the WAL still holds: part of the writer's cost
     closed = time.perf_counter()
     return {
         "loader": "ours, writer alone",
@@ -76,13 +71,10 @@ def measure(path: Path, db: Path, *, chunk_size: int = BATCH_SIZE) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m oe_assets.bench.writer_alone", description=__doc__)
-    parser.add_argument("--input", required=True, type=Path)
-    parser.add_argument("--db", required=True, type=Path)
+    parser = loader_arguments("writer_alone", __doc__)
     parser.add_argument("--chunk-size", type=int, default=BATCH_SIZE)
     args = parser.parse_args(argv)
-    sys.stdout.write(json.dumps(measure(args.input, args.db, chunk_size=args.chunk_size)) + "\n")
-    return 0
+    return print_summary(lambda: measure(args.input, args.db, chunk_size=args.chunk_size))
 
 
 if __name__ == "__main__":

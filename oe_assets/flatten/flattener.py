@@ -1,8 +1,8 @@
 """JSON documents -> Celonis-shaped tables (pyarrow), with nothing lost silently.
 
-One recursive walk per document appends every scalar into a per-table, per-path Python list
-(padded with ``None`` lazily, so a path missing from a row costs nothing); at the end of the
-batch each list becomes a pyarrow array in one call, typed columnar:
+:meth:`Flattener.flatten` keeps one record per key, walks the records into rows
+(:mod:`oe_assets.flatten.walk`: every scalar into a per-table, per-path column), then makes each
+column a pyarrow array in one call, typed columnar:
 
 * bool -> BOOLEAN, int -> BIGINT (outside int64 -> VARCHAR text), float or int+float -> DOUBLE,
 * strings that are all ISO-8601 timestamps (:data:`TIMESTAMP_PATTERN`: 0-9 fraction digits, an
@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -52,11 +51,10 @@ from oe_assets.flatten.naming import (
     ColumnPath,
     TableFamily,
     TablePath,
-    child_table_name,
-    child_table_path,
     column_name,
 )
 from oe_assets.flatten.registry import Collision, SchemaRegistry
+from oe_assets.flatten.walk import Column, TableRows, Walk
 
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}(?::?\d{2})?)?$"
 """Strings of this shape (in every non-null row of a column) land as TIMESTAMP (naive UTC), unless
@@ -114,6 +112,7 @@ class FlatStats:
     flattened: int = 0
     """root rows produced"""
     quarantined: int = 0
+    """records kept out of the tables: no usable key, not parsable, or too deep to walk"""
     duplicates: int = 0
     """records dropped because a later/newer record had the same root key"""
     empty_objects: int = 0
@@ -123,6 +122,7 @@ class FlatStats:
     rows: int = 0
     """rows over all tables"""
     tables: int = 0
+    """tables with rows (the root table always counts)"""
 
 
 @dataclass(slots=True)
@@ -151,42 +151,6 @@ class FlatBatch:
         return self.tables[self.family.root_table]
 
 
-class _Node:
-    """One object path inside one table's row element (a trie over keys).
-
-    ``cols`` holds the scalar columns of the object's keys as ``{row index: value}`` dicts (rows
-    only ever grow, so a dense column's values are already in row order); ``kids`` the nodes of
-    keys holding objects or arrays; ``value`` the scalar elements when the node is a table's row
-    element; ``tbl`` the child table of an array at this path.
-    """
-
-    __slots__ = ("cols", "kids", "path", "tbl", "value")
-
-    def __init__(self, path: ColumnPath) -> None:
-        self.path = path
-        self.kids: dict[str, _Node] = {}
-        self.cols: dict[str, dict[int, Any]] = {}
-        self.value: dict[int, Any] | None = None
-        self.tbl: _Tab | None = None
-
-
-class _Tab:
-    """Rows of one table being built: parent row index and position per row, and its columns."""
-
-    __slots__ = ("cols", "name", "parent", "path", "pidx", "pos", "root", "rootkey_arr", "rowid_arr")
-
-    def __init__(self, name: str, path: TablePath, parent: _Tab | None) -> None:
-        self.name = name
-        self.path = path
-        self.parent = parent
-        self.root = _Node(())
-        self.pidx: list[int] = []
-        self.pos: list[int] = []
-        self.cols: list[tuple[str, ColumnPath, dict[int, Any]]] = []
-        self.rowid_arr: pa.Array | None = None
-        self.rootkey_arr: pa.Array | None = None
-
-
 class Flattener:
     """Flattens documents of one :class:`TableFamily` into a :class:`FlatBatch` per call.
 
@@ -208,7 +172,69 @@ class Flattener:
             raise ValueError(f"root key column is registered as {key_name!r}, expected {raw!r}")
         self.root_key_name = key_name
 
+    def flatten(
+        self,
+        docs: Iterable[Any],
+        *,
+        constant_columns: Mapping[str, object] | None = None,
+        sources: Sequence[object] | None = None,
+    ) -> FlatBatch:
+        """The tables of ``docs``; ``sources[i]``, when given, is what ``docs[i]`` was parsed from.
+
+        A quarantined record keeps its source when that is a JSON text (``str``/``bytes``): the
+        document exactly as it came, which re-serialising cannot give (duplicate keys, big
+        integers, nesting beyond orjson's 255 levels). Otherwise its JSON is written anew.
+        Three steps: one record per key, the walk into rows, the rows typed into Arrow tables.
+        """
+        constants = _checked_constants(constant_columns)
+        batch = FlatBatch(self.family, {}, {}, {}, {}, constants=constants)
+        kept = self._one_per_key(docs, sources, batch)
+        walk = Walk(self.registry, self.family, (*RESERVED_COLUMNS, *constants))
+        for key, (doc, position) in kept.items():
+            reason = walk.add_document(doc)
+            if reason is not None:
+                batch.quarantined.append(self._quarantined(key, reason, doc, sources, position))
+        kept.clear()  # the documents are no longer needed while the arrays are built
+        self._build_tables(batch, walk)
+        batch.collisions = walk.collisions
+        stats = batch.stats
+        stats.flattened = walk.root_rows
+        stats.quarantined = len(batch.quarantined)
+        stats.empty_objects = walk.empty_objects
+        stats.empty_arrays = walk.empty_arrays
+        stats.tables = len(batch.tables)
+        return batch
+
     # ------------------------------------------------------------------ keys
+    def _one_per_key(
+        self, docs: Iterable[Any], sources: Sequence[object] | None, batch: FlatBatch
+    ) -> dict[str, tuple[Any, int]]:
+        """Key -> (document, its position in ``docs``), the newest record of each key.
+
+        A record without a usable key is quarantined; of records with the same key the last one
+        is kept, unless its ``metadata.updatedAt`` is older than the one kept so far.
+        """
+        kept: dict[str, tuple[Any, int]] = {}
+        duplicate_keys: set[str] = set()
+        stats = batch.stats
+        for position, doc in enumerate(docs):
+            stats.documents += 1
+            key, reason = self._key_of(doc)
+            if reason is not None or key is None:
+                batch.quarantined.append(self._quarantined(key, reason or "no key", doc, sources, position))
+                continue
+            previous = kept.get(key)
+            if previous is None:
+                kept[key] = (doc, position)
+                continue
+            stats.duplicates += 1
+            if key not in duplicate_keys:
+                duplicate_keys.add(key)
+                batch.duplicates.append(key)
+            if not _is_older(doc, previous[0]):
+                kept[key] = (doc, position)
+        return kept
+
     def _key_of(self, doc: Any) -> tuple[str | None, str | None]:
         """``(key, None)`` or ``(key_or_None, reason)`` for a record that cannot be flattened."""
         if type(doc) is UnparsableDocument:
@@ -229,284 +255,98 @@ class Flattener:
             return None, f"{self.family.root_key_dotted} is empty"
         return v, None
 
-    # --------------------------------------------------------------- flatten
-    def flatten(
-        self,
-        docs: Iterable[Any],
-        *,
-        constant_columns: Mapping[str, object] | None = None,
-        sources: Sequence[object] | None = None,
-    ) -> FlatBatch:
-        """The tables of ``docs``; ``sources[i]``, when given, is what ``docs[i]`` was parsed from.
+    def _quarantined(
+        self, key: str | None, reason: str, doc: Any, sources: Sequence[object] | None, position: int
+    ) -> QuarantinedRecord:
+        return QuarantinedRecord(
+            self.family.root_table, key, reason, _quarantine_text(doc, sources, position)
+        )
 
-        A quarantined record keeps its source when that is a JSON text (``str``/``bytes``): the
-        document exactly as it came, which re-serialising cannot give (duplicate keys, big
-        integers, nesting beyond orjson's 255 levels). Otherwise its JSON is written anew.
-        """
-        family = self.family
-        reg = self.registry
-        constants = dict(constant_columns or {})
-        stats = FlatStats()
-        quarantined: list[QuarantinedRecord] = []
-        collisions: list[Collision] = []
-        conflicts: list[TypeConflict] = []
-        duplicates: list[str] = []
-        system_names = (*RESERVED_COLUMNS, *constants)
-        for name in constants:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"constant column name {name!r} must be a non-empty string")
-
-        # 1. keys: quarantine what has none, keep one record per key
-        kept: dict[str, tuple[Any, int]] = {}  # key -> (document, its position in docs)
-        dup_seen: set[str] = set()
-        for position, doc in enumerate(docs):
-            stats.documents += 1
-            key, reason = self._key_of(doc)
-            if reason is not None or key is None:
-                text = _quarantine_text(doc, sources, position)
-                quarantined.append(QuarantinedRecord(family.root_table, key, reason or "no key", text))
-                continue
-            prev = kept.get(key)
-            if prev is None:
-                kept[key] = (doc, position)
-                continue
-            stats.duplicates += 1
-            if key not in dup_seen:
-                dup_seen.add(key)
-                duplicates.append(key)
-            if not _is_older(doc, prev[0]):
-                kept[key] = (doc, position)
-
-        # 2. the walk
-        root = _Tab(family.root_table, (), None)
-        for name in system_names:
-            reg.reserve_system_column(root.name, name)
-        tabs: list[_Tab] = [root]
-        empty_objects = 0
-        empty_arrays = 0
-
-        def new_kid(node: _Node, k: str) -> _Node:
-            if type(k) is not str:
-                raise TypeError(f"object key {k!r} is not a string")
-            kid = _Node((*node.path, k))
-            node.kids[k] = kid
-            return kid
-
-        def new_col(tab: _Tab, path: ColumnPath) -> dict[int, Any]:
-            raw, base = column_name(path)
-            name, coll = reg.register_column(tab.name, path, raw, base)
-            if coll is not None:
-                collisions.append(coll)
-            col: dict[int, Any] = {}
-            tab.cols.append((name, path, col))
-            return col
-
-        def new_key_col(node: _Node, k: str, tab: _Tab) -> dict[int, Any]:
-            if type(k) is not str:
-                raise TypeError(f"object key {k!r} is not a string")
-            col = node.cols[k] = new_col(tab, (*node.path, k))
-            return col
-
-        def new_tab(node: _Node, tab: _Tab) -> _Tab:
-            raw, base = child_table_name(tab.name, node.path)
-            path = child_table_path(tab.path, tab.parent is None, node.path)
-            name, coll = reg.register_table(path, tab.name, raw, base)
-            if coll is not None:
-                collisions.append(coll)
-            reg.reserve_system_column(name, family.root_key_column)
-            for sys_name in system_names:
-                reg.reserve_system_column(name, sys_name)
-            ct = _Tab(name, path, tab)
-            node.tbl = ct
-            tabs.append(ct)
-            return ct
-
-        def walk_obj(obj: dict[str, Any], node: _Node, tab: _Tab, r: int) -> None:
-            nonlocal empty_objects, empty_arrays
-            cols = node.cols
-            for k, v in obj.items():
-                t = type(v)
-                if t is dict:
-                    if v:
-                        try:
-                            kid = node.kids[k]
-                        except KeyError:
-                            kid = new_kid(node, k)
-                        walk_obj(v, kid, tab, r)
-                    else:
-                        empty_objects += 1
-                elif t is list:
-                    if v:
-                        try:
-                            kid = node.kids[k]
-                        except KeyError:
-                            kid = new_kid(node, k)
-                        walk_list(v, kid, tab, r)
-                    else:
-                        empty_arrays += 1
-                else:
-                    try:
-                        cols[k][r] = v
-                    except KeyError:
-                        new_key_col(node, k, tab)[r] = v
-
-        def walk_list(arr: list[Any], node: _Node, tab: _Tab, r: int) -> None:
-            nonlocal empty_objects, empty_arrays
-            ct = node.tbl
-            if ct is None:
-                ct = new_tab(node, tab)
-            pidx = ct.pidx
-            base = len(pidx)
-            n = len(arr)
-            pidx.extend([r] * n)
-            ct.pos.extend(range(n))
-            croot = ct.root
-            if n > 8:
-                types = set(map(type, arr))
-                if dict not in types and list not in types:  # only scalars: one bulk update
-                    col = croot.value
-                    if col is None:
-                        col = croot.value = new_col(ct, ())
-                    col.update(zip(range(base, base + n), arr, strict=False))
-                    return
-            for i, el in enumerate(arr):
-                t = type(el)
-                if t is dict:
-                    if el:
-                        walk_obj(el, croot, ct, base + i)
-                    else:
-                        empty_objects += 1
-                elif t is list:
-                    if el:
-                        walk_list(el, croot, ct, base + i)
-                    else:
-                        empty_arrays += 1
-                else:
-                    col = croot.value
-                    if col is None:
-                        col = croot.value = new_col(ct, ())
-                    col[base + i] = el
-
-        rnode = root.root
-        r = 0
-        for key, (doc, position) in kept.items():
-            try:
-                walk_obj(doc, rnode, root, r)
-            except Exception as exc:  # a record we cannot flatten: quarantine it, keep the rest
-                _truncate(tabs, r)
-                if isinstance(exc, RecursionError):
-                    reason = "cannot flatten: nested deeper than the flattener supports"
-                else:
-                    reason = f"cannot flatten: {type(exc).__name__}: {exc}"
-                text = _quarantine_text(doc, sources, position)
-                quarantined.append(QuarantinedRecord(family.root_table, key, reason, text))
-                continue
-            r += 1
-        kept.clear()
-        n_root = r
-
-        # 3. columnar typing and keys
-        const_scalars = {name: _constant_scalar(v) for name, v in constants.items()}
-        tables: dict[str, pa.Table] = {}
-        parents: dict[str, str] = {}
-        json_paths: dict[str, dict[str, ColumnPath]] = {}
-        table_paths: dict[str, TablePath] = {}
-        key_path = family.root_key_path
-        for tab in tabs:
-            names: list[str] = []
-            arrays: list[pa.Array] = []
-            cols = tab.cols
-            paths: dict[str, ColumnPath] = {}
-            if tab.parent is None:
-                n = n_root
-                key_col = next((c for _, p, c in cols if p == key_path), {})
-                key_arr = pa.array(list(key_col.values()), pa.string())
-                tab.rootkey_arr = key_arr
-                names.append(self.root_key_name)
-                arrays.append(key_arr)
-                paths[self.root_key_name] = key_path
-                cols = [c for c in cols if c[1] != key_path]
+    # ---------------------------------------------------------------- arrow
+    def _build_tables(self, batch: FlatBatch, walk: Walk) -> None:
+        """Each table of the walk as an Arrow table: its key columns, its JSON columns typed
+        columnar (:func:`_to_arrow`), then the constant columns; a table without rows is left out."""
+        constants = {name: _constant_scalar(v) for name, v in batch.constants.items()}
+        keys: dict[str, _RowKeys] = {}
+        key_path = self.family.root_key_path
+        for rows in walk.tables:
+            if rows.parent is None:
+                n = walk.root_rows
+                names, arrays = self._root_key_columns(rows, keys)
+                paths: dict[str, ColumnPath] = {self.root_key_name: key_path}
+            elif rows.parent_rows:
+                n = len(rows.parent_rows)
+                names, arrays = self._child_key_columns(rows, keys)
+                paths = {}
+                batch.parents[rows.name] = rows.parent.name
             else:
-                n = len(tab.pidx)
-                if n == 0:
-                    continue
-                parent = tab.parent
-                assert parent.rootkey_arr is not None
-                pidx_arr = pa.array(tab.pidx, pa.int64())
-                pos_arr = pa.array(tab.pos, pa.int64())
-                tab.rootkey_arr = parent.rootkey_arr.take(pidx_arr)
-                positions = pc.cast(pos_arr, pa.string())
-                if parent.parent is None:  # the parent is the document itself: its path is ""
-                    parent_ids = pa.repeat(_ROOT_ROW_PATH, n)
-                    tab.rowid_arr = positions
-                else:
-                    assert parent.rowid_arr is not None
-                    parent_ids = parent.rowid_arr.take(pidx_arr)
-                    tab.rowid_arr = pc.binary_join_element_wise(parent_ids, positions, "/")
-                names += [family.root_key_column, ROW_ID, PARENT_ROW_ID, POSITION]
-                arrays += [tab.rootkey_arr, tab.rowid_arr, parent_ids, pos_arr]
-                parents[tab.name] = parent.name
-            for name, path, col in cols:
-                if not col:
-                    continue  # only touched by a record that was quarantined
-                values = list(col.values()) if len(col) == n else list(map(col.get, range(n)))
-                arr, seen = _to_arrow(values)
-                if seen is not None:
-                    conflicts.append(TypeConflict(tab.name, name, seen))
+                continue  # only met by a record that was quarantined
+            for name, path, values in rows.columns:
+                if not values or (rows.parent is None and path == key_path):
+                    continue  # the key is in already; no values: only a quarantined record's
+                array, types_seen = _to_arrow(_row_values(values, n))
+                if types_seen is not None:
+                    batch.type_conflicts.append(TypeConflict(rows.name, name, types_seen))
                 names.append(name)
-                arrays.append(arr)
+                arrays.append(array)
                 paths[name] = path
-            for name, scalar in const_scalars.items():
+            for name, scalar in constants.items():
                 names.append(name)
                 arrays.append(pa.repeat(scalar, n))
-            tables[tab.name] = pa.Table.from_arrays(arrays, names=names)
-            json_paths[tab.name] = paths
-            table_paths[tab.name] = tab.path
-            stats.rows += n
-        for tab in tabs:  # drop the per-batch buffers
-            tab.pidx = tab.pos = []
-            tab.rowid_arr = tab.rootkey_arr = None
+            batch.tables[rows.name] = pa.Table.from_arrays(arrays, names=names)
+            batch.json_paths[rows.name] = paths
+            batch.table_paths[rows.name] = rows.path
+            batch.stats.rows += n
 
-        stats.flattened = n_root
-        stats.quarantined = len(quarantined)
-        stats.empty_objects = empty_objects
-        stats.empty_arrays = empty_arrays
-        stats.tables = len(tables)
-        return FlatBatch(
-            family=family,
-            tables=tables,
-            parents=parents,
-            json_paths=json_paths,
-            table_paths=table_paths,
-            quarantined=quarantined,
-            collisions=collisions,
-            type_conflicts=conflicts,
-            duplicates=duplicates,
-            stats=stats,
-            constants=constants,
+    def _root_key_columns(
+        self, rows: TableRows, keys: dict[str, _RowKeys]
+    ) -> tuple[list[str], list[pa.Array]]:
+        """The root table's key column, first."""
+        key_path = self.family.root_key_path
+        values = next((column for _, path, column in rows.columns if path == key_path), {})
+        root_keys = pa.array(list(values.values()), pa.string())
+        keys[rows.name] = (root_keys, None)
+        return [self.root_key_name], [root_keys]
+
+    def _child_key_columns(
+        self, rows: TableRows, keys: dict[str, _RowKeys]
+    ) -> tuple[list[str], list[pa.Array]]:
+        """A child table's root key, row id (its position path), parent row id and position."""
+        assert rows.parent is not None
+        parent_root_keys, parent_row_ids = keys[rows.parent.name]
+        parent_rows = pa.array(rows.parent_rows, pa.int64())
+        positions = pa.array(rows.positions, pa.int64())
+        root_keys = parent_root_keys.take(parent_rows)
+        position_texts = pc.cast(positions, pa.string())
+        if parent_row_ids is None:  # the parent is the document itself: its path is ""
+            parent_ids = pa.repeat(_ROOT_ROW_PATH, len(rows.parent_rows))
+            row_ids = position_texts
+        else:
+            parent_ids = parent_row_ids.take(parent_rows)
+            row_ids = pc.binary_join_element_wise(parent_ids, position_texts, "/")
+        keys[rows.name] = (root_keys, row_ids)
+        return (
+            [self.family.root_key_column, ROW_ID, PARENT_ROW_ID, POSITION],
+            [root_keys, row_ids, parent_ids, positions],
         )
 
 
-# ---------------------------------------------------------------------- helpers
-def _truncate(tabs: list[_Tab], n_root: int) -> None:
-    """Drops every row added after the root table had ``n_root`` rows.
+_RowKeys = tuple[pa.Array, pa.Array | None]
+"""A built table's root key and row id (None: the root table's, the empty path) of every row."""
 
-    Rows are added depth-first in document order, so a child table's parent indexes never
-    decrease and the rows of the failed document are the tail of every table (and the last
-    entries of every column dict).
-    """
-    lengths: dict[int, int] = {}
-    for tab in tabs:
-        if tab.parent is None:
-            n = n_root
-        else:
-            n = bisect_left(tab.pidx, lengths[id(tab.parent)])
-            del tab.pidx[n:]
-            del tab.pos[n:]
-        lengths[id(tab)] = n
-        for _name, _path, col in tab.cols:
-            while col and next(reversed(col)) >= n:
-                col.popitem()
+
+# ---------------------------------------------------------------------- helpers
+def _row_values(column: Column, rows: int) -> list[Any]:
+    """The column's values of rows ``0 .. rows-1``, None where a row has none."""
+    return list(column.values()) if len(column) == rows else list(map(column.get, range(rows)))
+
+
+def _checked_constants(constant_columns: Mapping[str, object] | None) -> dict[str, Any]:
+    constants = dict(constant_columns or {})
+    for name in constants:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"constant column name {name!r} must be a non-empty string")
+    return constants
 
 
 _SIMPLE_TYPES = {pa.string(): str, pa.int64(): int, pa.bool_(): bool}
@@ -584,7 +424,7 @@ def _timestamp_array(texts: pa.Array) -> pa.Array:
 
     Arrow's cast reads every offset form, but neither more than 6 fraction digits nor a value
     without offset (in a cast to UTC): the usual column (OE's ``...322Z``) casts at once, others
-    are normalised first (columnar: 2-4 ms more per 5,000 values, measured; the usual 0.4 ms).
+    are normalised first, columnar (its cost: ``docs/bench/findings.md``, "Loader rules").
     """
     try:
         utc = pc.cast(texts, _TS_UTC)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from oe_assets.model.declaration import MODEL, FamilyDeclaration
+
 COLUMN_SEP = "$"
 """Joins the keys of a column path, and a child table's name to its parent's."""
 HOP_SEP = "&"
@@ -73,10 +75,16 @@ class TableFamily:
         return ".".join(self.root_key_path)
 
 
-CONTEXTS = TableFamily("execution_context", ("context", "processid"), "context$processid")
-TEMPLATES = TableFamily("execution_templates", ("id",), "execution_templates_id")
-ACCOUNTS = TableFamily("accounts", ("id",), "accounts_id")
-FAMILIES: dict[str, TableFamily] = {f.root_table: f for f in (CONTEXTS, TEMPLATES, ACCOUNTS)}
+def table_family(declared: FamilyDeclaration) -> TableFamily:
+    """What the flattener needs of a family declared in the data-model file."""
+    return TableFamily(declared.root_table, declared.root_key_path, declared.root_key_column)
+
+
+FAMILIES: dict[str, TableFamily] = {f.root_table: table_family(f) for f in MODEL.families}
+"""The families of the data-model file (``oe_assets/model/model.json``), by root table."""
+CONTEXTS = FAMILIES["execution_context"]
+TEMPLATES = FAMILIES["execution_templates"]
+ACCOUNTS = FAMILIES["accounts"]
 
 
 def segment(key: str) -> str:
@@ -136,14 +144,3 @@ def relative_table_path(table_path: TablePath, parent_path: TablePath, parent_is
     """Inverse of :func:`child_table_path`: the path from a parent row to the child's array."""
     rel = table_path if parent_is_root else table_path[len(parent_path) + 1 :]
     return tuple(k for k in rel if k is not None)  # never None by construction
-
-
-def dotted(path: tuple[str | None, ...]) -> str:
-    """A human-readable rendering of a path for messages (``context.quotes[*].lines``)."""
-    out = ""
-    for k in path:
-        if k is None:
-            out += "[*]"
-        else:
-            out += ("." if out else "") + k
-    return out

@@ -2,18 +2,18 @@
 
 Why a process and not a thread: every DuckDB call from Python releases the GIL and takes it
 back several times. With a flattening thread holding the GIL, each of those takes waits for
-the thread's switch interval, and the writer starved: 100k contexts took as long as with no
-overlap at all (15-18 s on a 2-vCPU AMD EPYC; a bare ``SELECT 1`` cost 27 ms beside a busy
-thread). A child process has a GIL of its own, so the writer's calls return at once.
+the thread's switch interval, and the writer starved: a large run took as long as with no
+overlap at all. A child process has a GIL of its own, so the writer's calls return at once.
 
 The child is ``python -m oe_assets.flatten.process``, not a ``multiprocessing`` child: those
-import the parent's ``__main__`` module (DuckDB in the benchmark, all of Dagster in a run):
-the benchmark's peak RSS at 100k contexts was 690 MB that way, 590 MB this way. Parent and child exchange length-prefixed pickles over
-the child's stdin and stdout (its ``print`` goes to stderr): the family, the registry to start
-from, then chunks of JSON texts (or parsed documents) one way and
-:class:`~oe_assets.flatten.FlatBatch` objects the other. At most ``depth`` chunks are in
-flight, which bounds the memory of running ahead. Starting the child costs about half a
-second, so small writes keep the thread.
+import the parent's ``__main__`` module (DuckDB in the benchmark, all of Dagster in a run),
+which costs memory for nothing. Parent and child exchange length-prefixed pickles over the
+child's stdin and stdout (its ``print`` goes to stderr): the family, the registry to start from,
+then chunks of JSON texts (or parsed documents) one way and :class:`~oe_assets.flatten.FlatBatch`
+objects the other. At most ``depth`` chunks are in flight, which bounds the memory of running
+ahead. Starting the child takes time, so small writes keep the thread
+(:data:`oe_assets.load.contexts.PROCESS_MIN_DOCUMENTS`). The figures behind all three choices
+are in ``docs/bench/findings.md``, "Flattening in a child process".
 """
 
 from __future__ import annotations

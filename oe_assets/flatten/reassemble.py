@@ -16,82 +16,96 @@ from oe_assets.flatten.naming import PARENT_ROW_ID, POSITION, ROW_ID, TableFamil
 
 _MISSING = object()
 
+Elements = dict[Any, Any]
+"""A table's rows by key: a root row's key is its root key, a child row's (root key, row id)."""
+Children = dict[Any, list[tuple[int, "_Element"]]]
+"""A child table's elements grouped by their parent row's key, each with its position."""
+
 
 def reassemble(batch: FlatBatch, family: TableFamily | None = None) -> list[dict[str, Any]]:
     """Documents of the batch's root table, in row order."""
     family = family or batch.family
-    root_name = family.root_table
-    root = batch.tables[root_name]
-    root_paths = batch.json_paths.get(root_name, {})
-    key_col = family.root_key_natural_column
+    docs, elements = _root_documents(batch, family)
+    children: dict[str, Children] = {}
+    for name in batch.tables:  # children in creation order (parents first)
+        if name != family.root_table:
+            elements[name], children[name] = _child_elements(batch, family, name)
+    for name in reversed(list(children)):  # deepest first: containers are complete when attached
+        _attach(batch, family, name, children[name], elements[batch.parents[name]])
+    return docs
 
-    # row key -> element (a dict, list, scalar or None) per table; a child row's key is
-    # (root key, row id), a root row's its root key
-    elements: dict[str, dict[Any, Any]] = {}
+
+def _root_documents(
+    batch: FlatBatch, family: TableFamily
+) -> tuple[list[dict[str, Any]], dict[str, Elements]]:
+    """The root rows as documents (in row order), and the elements of each table so far."""
+    root = batch.tables[family.root_table]
+    paths = batch.json_paths.get(family.root_table, {})
+    columns = {name: root.column(name).to_pylist() for name in paths}
     docs: list[dict[str, Any]] = []
-    root_by_id: dict[Any, Any] = {}
-    cols = {name: root.column(name).to_pylist() for name in root_paths}
-    keys = root.column(key_col).to_pylist()
-    for i, key in enumerate(keys):
+    by_key: Elements = {}
+    for i, key in enumerate(root.column(family.root_key_natural_column).to_pylist()):
         doc: dict[str, Any] = {}
-        for name, path in root_paths.items():
-            v = cols[name][i]
+        for name, path in paths.items():
+            v = columns[name][i]
             if v is not None:
                 _set(doc, path, v)
         docs.append(doc)
-        root_by_id[key] = doc
-    elements[root_name] = root_by_id
+        by_key[key] = doc
+    return docs, {family.root_table: by_key}
 
-    # children in creation order (parents first); rows carry their parent's row id and position
-    pending: dict[str, dict[str, list[tuple[int, Any]]]] = {}
-    for name, table in batch.tables.items():
-        if name == root_name:
+
+def _child_elements(batch: FlatBatch, family: TableFamily, name: str) -> tuple[Elements, Children]:
+    """A child table's elements by row key, and grouped by their parent's key."""
+    table = batch.tables[name]
+    paths = batch.json_paths.get(name, {})
+    data = {c: table.column(c).to_pylist() for c in paths}
+    root_keys = table.column(family.root_key_column).to_pylist()
+    parent_ids = table.column(PARENT_ROW_ID).to_pylist()
+    positions = table.column(POSITION).to_pylist()
+    parent_is_root = batch.parents[name] == family.root_table
+    by_id: Elements = {}
+    groups: Children = {}
+    for i, row_id in enumerate(table.column(ROW_ID).to_pylist()):
+        holder = _Element(_element({c: data[c][i] for c in paths}, paths))
+        by_id[root_keys[i], row_id] = holder
+        parent_key = root_keys[i] if parent_is_root else (root_keys[i], parent_ids[i])
+        groups.setdefault(parent_key, []).append((positions[i], holder))
+    return by_id, groups
+
+
+def _element(values: dict[str, Any], paths: dict[str, tuple[str, ...]]) -> Any:
+    """One row's element: its scalar (the ``value`` column), else the object of its columns."""
+    el: Any = _MISSING
+    obj: dict[str, Any] = {}
+    for c, path in paths.items():
+        v = values[c]
+        if v is None:
             continue
-        paths = batch.json_paths.get(name, {})
-        data = {c: table.column(c).to_pylist() for c in paths}
-        root_keys = table.column(family.root_key_column).to_pylist()
-        row_ids = table.column(ROW_ID).to_pylist()
-        parent_ids = table.column(PARENT_ROW_ID).to_pylist()
-        positions = table.column(POSITION).to_pylist()
-        parent_is_root = batch.parents[name] == root_name
-        by_id: dict[Any, Any] = {}
-        groups: dict[Any, list[tuple[int, Any]]] = {}
-        for i, row_id in enumerate(row_ids):
-            el: Any = _MISSING
-            obj: dict[str, Any] = {}
-            for c, path in paths.items():
-                v = data[c][i]
-                if v is None:
-                    continue
-                if path == ():
-                    el = v
-                else:
-                    _set(obj, path, v)
-            holder = _Element(el if el is not _MISSING else (obj if obj else None))
-            by_id[root_keys[i], row_id] = holder
-            parent_key = root_keys[i] if parent_is_root else (root_keys[i], parent_ids[i])
-            groups.setdefault(parent_key, []).append((positions[i], holder))
-        elements[name] = by_id
-        pending[name] = groups
+        if path == ():
+            el = v
+        else:
+            _set(obj, path, v)
+    return el if el is not _MISSING else (obj if obj else None)
 
-    # attach children to parents, deepest first so that containers are complete when attached
-    for name in reversed(list(pending)):
-        parent = batch.parents[name]
-        parent_is_root = parent == root_name
-        rel = relative_table_path(batch.table_paths[name], batch.table_paths[parent], parent_is_root)
-        for parent_id, items in pending[name].items():
-            items.sort(key=lambda it: it[0])
-            arr = [_unwrap(h) for _, h in items]
-            target = elements[parent][parent_id]
-            if parent_is_root:
-                _set(target, rel, arr)
-            elif rel == ():
-                target.value = arr  # an array inside an array
-            else:
-                if not isinstance(target.value, dict):
-                    target.value = {}
-                _set(target.value, rel, arr)
-    return docs
+
+def _attach(batch: FlatBatch, family: TableFamily, name: str, children: Children, parents: Elements) -> None:
+    """Each parent row gets the array of its children, in position order."""
+    parent = batch.parents[name]
+    parent_is_root = parent == family.root_table
+    rel = relative_table_path(batch.table_paths[name], batch.table_paths[parent], parent_is_root)
+    for parent_id, items in children.items():
+        items.sort(key=lambda it: it[0])
+        arr = [_unwrap(h) for _, h in items]
+        target = parents[parent_id]
+        if parent_is_root:
+            _set(target, rel, arr)
+        elif rel == ():
+            target.value = arr  # an array inside an array
+        else:
+            if not isinstance(target.value, dict):
+                target.value = {}
+            _set(target.value, rel, arr)
 
 
 class _Element:

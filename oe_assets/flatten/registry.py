@@ -5,9 +5,10 @@ path that wants the same name (compared with ``str.casefold()``, since DuckDB id
 case-insensitive) gets ``name~2``, ``name~3``, ... (the smallest free one). System columns are
 registered before any JSON path of their table, so a JSON key can never take them.
 
-The registry is a plain object: :meth:`SchemaRegistry.to_rows` / :meth:`SchemaRegistry.from_rows`
-let the warehouse persist it (``_oe_tables`` / ``_oe_columns``), so the same path gets the same
-name in every later batch and partition.
+The registry is a plain object: the warehouse keeps its names (``_oe_tables`` / ``_oe_columns``,
+written with each batch) and :meth:`SchemaRegistry.from_rows` rebuilds it from them
+(``warehouse.load_registry``), so the same path gets the same name in every later batch and
+partition; :meth:`SchemaRegistry.to_rows` gives the rows back.
 """
 
 from __future__ import annotations

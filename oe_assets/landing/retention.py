@@ -16,16 +16,16 @@ from datetime import date
 import duckdb
 
 from oe_assets.core.timestamps import utc_now
+from oe_assets.flatten.naming import CONTEXTS
 from oe_assets.flatten.naming import DELETED_AT as DELETED_AT_COLUMN
 from oe_assets.landing.raw_contexts import DELETED_AT, FAMILY, QUARANTINE, RAW_CONTEXTS, STATUS_HISTORY
 from oe_assets.load.contexts import write_landed_partitions
 from oe_assets.model.integrity import table_exists
-from oe_assets.model.schema_file import CHILD_ROOT_KEYS, ROOT_TABLES
 from oe_assets.warehouse import COLUMNS_TABLE, TABLES_TABLE, WriteReport, quote_ident, transaction
 
 MODEL_DELETED_AT = DELETED_AT_COLUMN
-CONTEXT_TABLE = "execution_context"
-CONTEXT_KEY = ROOT_TABLES[CONTEXT_TABLE]
+CONTEXT_TABLE = CONTEXTS.root_table
+CONTEXT_KEY = CONTEXTS.root_key_natural_column
 
 
 def ensure_model_deleted_column(conn: duckdb.DuckDBPyConnection) -> None:
@@ -123,7 +123,7 @@ def _tables_holding_contexts(conn: duckdb.DuckDBPyConnection) -> list[tuple[str,
         family_tables = conn.execute(
             f"SELECT table_name FROM {TABLES_TABLE} WHERE family = ? ORDER BY table_name", [CONTEXT_TABLE]
         ).fetchall()
-        candidates += [(str(name), CHILD_ROOT_KEYS[CONTEXT_TABLE], "") for (name,) in family_tables]
+        candidates += [(str(name), CONTEXTS.root_key_column, "") for (name,) in family_tables]
     return [c for c in candidates if table_exists(conn, c[0])]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
@@ -17,7 +18,7 @@ from typing import Literal
 import duckdb
 
 from oe_assets.core.timestamps import utc_now
-from oe_assets.flatten import CONTEXTS, LOADED_AT, PARTITION, FlatBatch, Flattener
+from oe_assets.flatten import CONTEXTS, LOADED_AT, PARTITION, FlatBatch, Flattener, SchemaRegistry
 from oe_assets.flatten.prefetch import Prefetched
 from oe_assets.flatten.process import FlattenProcess, FlattenTimes, Job, flatten_timed
 from oe_assets.landing.raw_contexts import count_raw_documents, iter_raw_document_texts
@@ -29,9 +30,9 @@ BATCH_SIZE = 5000
 PREFETCH_DEPTH = 2
 """Flattened batches that may wait for the writer (what bounds the memory of running ahead)."""
 PROCESS_MIN_DOCUMENTS = 20_000
-"""From this many documents in a run on, flatten in a child process. Measured on 2 vCPUs: at
-100k contexts 10.7-12.9 s against 15.7-17.5 s in a thread; at 10k within the noise (3.8-4.2 s
-against 4.0-5.1 s) for 55 MB more; so small runs, like a sensor's refresh, keep the thread."""
+"""From this many documents in a run on, flatten in a child process: faster for large runs, within
+the noise for small ones at some more memory, so small runs, like a sensor's refresh, keep the
+thread (figures in ``docs/bench/findings.md``, "Flattening in a child process")."""
 
 FlattenIn = Literal["thread", "process"]
 DayDocuments = tuple[date, Iterable[Sequence[object]]]
@@ -80,46 +81,64 @@ def write_context_partitions(
     registry = load_registry(conn, CONTEXTS)
     stamp = loaded_at or utc_now()
     times = times if times is not None else WriteTimes()
-
-    def jobs() -> Iterator[Job[date]]:
-        for day, chunks in days:
-            constants = {PARTITION_COLUMN: day, LOADED_AT: stamp}
-            for chunk in chunks:
-                yield day, chunk, constants
-            yield day, None, None  # the day is complete
-
-    stream: Iterator[tuple[date, FlatBatch | None]]
-    closer: Prefetched[tuple[date, FlatBatch | None]] | FlattenProcess[date] | None = None
-    threads = conn.execute("SELECT current_setting('threads')").fetchone()
-    try:
-        # The flattening side needs a core of its own: a second DuckDB worker thread competing
-        # for it made a 30-day load ~8% slower on two cores.
-        conn.execute("SET threads = 1")
-        if flatten_in == "process":
-            process: FlattenProcess[date] = FlattenProcess(CONTEXTS, registry, depth=PREFETCH_DEPTH)
-            closer = process
-            stream = _counted(process.run(jobs()), times.flattening)
-        else:
-            flattener = Flattener(CONTEXTS, registry)
-
-            def flattened() -> Iterator[tuple[date, FlatBatch | None]]:
-                for day, chunk, constants in jobs():
-                    if chunk is None:
-                        yield day, None
-                        continue
-                    batch, spent = flatten_timed(flattener, chunk, constants)
-                    times.flattening.add(spent)
-                    yield day, batch
-
-            prefetched = Prefetched(flattened(), depth=PREFETCH_DEPTH)
-            closer = prefetched
-            stream = iter(prefetched)
+    jobs = _jobs(days, stamp)
+    # The flattening side needs a core of its own: a second DuckDB worker thread competing for
+    # it made a whole load slower on two cores (docs/bench/findings.md, "Loader rules").
+    with _duckdb_threads(conn, 1), _flattening(jobs, registry, flatten_in, times.flattening) as stream:
         yield from write_flattened_partitions(conn, _waits_timed(stream, times), in_day=in_day)
+
+
+def _jobs(days: Iterable[DayDocuments], loaded_at: datetime) -> Iterator[Job[date]]:
+    """Each day's chunks as flattening jobs, each day ended by a pass-through job."""
+    for day, chunks in days:
+        constants = {PARTITION_COLUMN: day, LOADED_AT: loaded_at}
+        for chunk in chunks:
+            yield day, chunk, constants
+        yield day, None, None  # the day is complete
+
+
+@contextmanager
+def _duckdb_threads(conn: duckdb.DuckDBPyConnection, threads: int) -> Iterator[None]:
+    """DuckDB's ``threads`` setting for the block, restored after it."""
+    before = conn.execute("SELECT current_setting('threads')").fetchone()
+    try:
+        conn.execute(f"SET threads = {int(threads)}")
+        yield
     finally:
-        if closer is not None:
-            closer.close()
-        if threads is not None:
-            conn.execute(f"SET threads = {int(threads[0])}")
+        if before is not None:
+            conn.execute(f"SET threads = {int(before[0])}")
+
+
+@contextmanager
+def _flattening(
+    jobs: Iterator[Job[date]], registry: SchemaRegistry, flatten_in: FlattenIn, total: FlattenTimes
+) -> Iterator[Iterator[tuple[date, FlatBatch | None]]]:
+    """``(day, batch)`` of the jobs, flattened ahead of the caller in a child process or a
+    thread; the child or thread ends with the block."""
+    running: FlattenProcess[date] | Prefetched[tuple[date, FlatBatch | None]]
+    if flatten_in == "process":
+        process: FlattenProcess[date] = FlattenProcess(CONTEXTS, registry, depth=PREFETCH_DEPTH)
+        running, stream = process, _counted(process.run(jobs), total)
+    else:
+        prefetched = Prefetched(_flattened(Flattener(CONTEXTS, registry), jobs, total), depth=PREFETCH_DEPTH)
+        running, stream = prefetched, iter(prefetched)
+    try:
+        yield stream
+    finally:
+        running.close()
+
+
+def _flattened(
+    flattener: Flattener, jobs: Iterator[Job[date]], total: FlattenTimes
+) -> Iterator[tuple[date, FlatBatch | None]]:
+    """The jobs flattened here (in the prefetching thread), their time added to ``total``."""
+    for day, chunk, constants in jobs:
+        if chunk is None:
+            yield day, None
+            continue
+        batch, spent = flatten_timed(flattener, chunk, constants)
+        total.add(spent)
+        yield day, batch
 
 
 def write_flattened_partitions(

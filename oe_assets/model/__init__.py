@@ -1,1 +1,1 @@
-"""The data model: tables, keys and relations, declared once; drives the checks and the export."""
+"""The data model: tables, keys and relations, declared once in model.json; drives the assets, the checks and the export."""

@@ -1,63 +1,35 @@
-"""Tables, primary keys and foreign keys of the Celonis-shaped model (seed section 11).
+"""Tables, primary keys and foreign keys of the Celonis-shaped model, derived from its declaration.
 
-Declared once here; the Dagster checks and `oe-assets model export` are both generated from it.
+The declaration (:mod:`oe_assets.model.declaration`) names the families and their child tables;
+this module adds what follows from the naming rules: every child table's key (root key, row id)
+and its two relations (to the family's root, to its parent row). The Dagster checks and
+``oe-assets model export`` both read the result.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Literal
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 
-from oe_assets.model.schema_file import CHILD_ROOT_KEYS, ROOT_TABLES, DeclaredTable
-
-Level = Literal["mandatory", "recommended", "optional"]
-Severity = Literal["ERROR", "WARN"]
-
-ROW_ID = "_oe_row_id"
-PARENT_ROW_ID = "_oe_parent_row_id"
-
-
-@dataclass(frozen=True)
-class ModelTable:
-    name: str
-    primary_key: tuple[str, ...]
-    role: Literal["dimension", "fact", "activity", "raw"]
-    family: str | None = None
-    parent: str | None = None
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class Relation:
-    """`child.child_columns` -> `parent.parent_columns` (many-to-one unless one_to_one)."""
-
-    name: str
-    child_table: str
-    child_columns: tuple[str, ...]
-    parent_table: str
-    parent_columns: tuple[str, ...]
-    level: Level
-    severity: Severity
-    blocking: bool = False
-    one_to_one: bool = False
-    description: str = ""
+from oe_assets.flatten.naming import PARENT_ROW_ID, ROW_ID, table_family
+from oe_assets.model.declaration import (
+    DeclaredTable,
+    FamilyDeclaration,
+    ModelDeclaration,
+    ModelTable,
+    Relation,
+)
 
 
 @dataclass(frozen=True)
 class DataModel:
+    declaration: ModelDeclaration
     tables: tuple[ModelTable, ...]
     relations: tuple[Relation, ...]
-    activity_tables: tuple[str, ...] = ("event_log", "activity_log")
-    notes: dict[str, str] = field(default_factory=dict)
 
-    def table(self, name: str) -> ModelTable:
-        for table in self.tables:
-            if table.name == name:
-                return table
-        raise KeyError(name)
-
-    def relations_guarding(self, table: str) -> list[Relation]:
-        return [r for r in self.relations if r.child_table == table]
+    @property
+    def activity_tables(self) -> tuple[str, ...]:
+        return self.declaration.activity_tables
 
     def to_dict(self) -> dict[str, object]:
         """Machine-readable export: recreate the model in Celonis or any BI tool."""
@@ -80,140 +52,65 @@ class DataModel:
                 for r in self.relations
             ],
             "activity_tables": list(self.activity_tables),
-            "notes": self.notes,
+            "notes": dict(self.declaration.notes),
         }
 
 
-def build_data_model(declared: list[DeclaredTable]) -> DataModel:
-    tables: list[ModelTable] = [
-        ModelTable(
-            "execution_context",
-            ("context$processid",),
-            "dimension",
-            "execution_context",
-            description="One row per process context (a run of a digital process).",
-        ),
-        ModelTable(
-            "execution_templates",
-            ("id",),
-            "dimension",
-            "execution_templates",
-            description="One row per digital process (execution template).",
-        ),
-        ModelTable("accounts", ("id",), "dimension", "accounts", description="One row per OE tenant."),
-        ModelTable(
-            "event_log",
-            ("instance_id",),
-            "activity",
-            description="The seed's event log: one event per process context.",
-        ),
-        ModelTable(
-            "activity_log",
-            ("case_id", "activity", "event_time"),
-            "activity",
-            description="One row per (case, activity, timestamp).",
-        ),
-        ModelTable(
-            "raw_process_contexts", ("process_id",), "raw", description="Process contexts as received."
-        ),
-        ModelTable("raw_execution_templates", ("id",), "raw", description="Digital processes as received."),
-        ModelTable("raw_accounts", ("id",), "raw", description="Tenants as received."),
-    ]
-    relations: list[Relation] = [
-        Relation(
-            "event_log_instance_to_context",
-            "event_log",
-            ("instance_id",),
-            "execution_context",
-            ("context$processid",),
-            "mandatory",
-            "ERROR",
-            blocking=True,
-            one_to_one=True,
-            description="Seed: link Process Context with Event Log (1:1).",
-        ),
-        Relation(
-            "context_to_template",
-            "execution_context",
-            ("context$executionTemplateID",),
-            "execution_templates",
-            ("id",),
-            "mandatory",
-            "ERROR",
-            blocking=True,
-            description="Seed: a process context belongs to one digital process.",
-        ),
-        Relation(
-            "activity_case_to_context",
-            "activity_log",
-            ("case_id",),
-            "execution_context",
-            ("context$processid",),
-            "recommended",
-            "ERROR",
-            description="Every activity belongs to a process context.",
-        ),
-        Relation(
-            "template_tenant_to_account",
-            "execution_templates",
-            ("tenant",),
-            "accounts",
-            ("id",),
-            "optional",
-            "WARN",
-            description="Seed: multi-tenant separation (Account -> Execution Template).",
-        ),
-    ]
-    for item in declared:
-        if item.parent is None:
-            continue
-        root_key = CHILD_ROOT_KEYS[item.family]
-        tables.append(ModelTable(item.name, (root_key, ROW_ID), "fact", item.family, item.parent))
-        is_trigger = item.name == "execution_templates$trigger"
-        relations.append(
-            Relation(
-                f"{item.name}__to_root",
-                item.name,
-                (root_key,),
-                item.family,
-                (ROOT_TABLES[item.family],),
-                "optional" if is_trigger or item.family != "execution_context" else "recommended",
-                "WARN" if is_trigger or item.family != "execution_context" else "ERROR",
-                description=f"Child table -> {item.family} via {root_key}.",
-            )
-        )
-        # Row ids are paths inside one document: a parent row is found by (root key, its path).
-        if item.parent == item.family:
-            child_columns: tuple[str, ...] = (root_key,)
-            parent_columns: tuple[str, ...] = (ROOT_TABLES[item.family],)
-        else:
-            child_columns, parent_columns = (root_key, PARENT_ROW_ID), (root_key, ROW_ID)
-        relations.append(
-            Relation(
-                f"{item.name}__to_parent_row",
-                item.name,
-                child_columns,
-                item.parent,
-                parent_columns,
-                "recommended",
-                "ERROR" if item.family == "execution_context" else "WARN",
-                description="Each child row's parent link resolves.",
-            )
-        )
+def build_data_model(declaration: ModelDeclaration) -> DataModel:
+    """Root tables, the other declared tables, then every child table; declared relations first."""
+    children = [(f, t, t.parent) for f in declaration.families for t in f.tables if t.parent is not None]
     return DataModel(
-        tables=tuple(tables),
-        relations=tuple(relations),
-        notes={
-            "activity_table": "event_log is the seed's activity table; activity_log is the activity-level log.",
-            "retention": (
-                "contexts the API no longer returns stay in every table, marked: raw_process_contexts.deleted_at, "
-                "execution_context._oe_deleted_at and event_log._oe_deleted_at (when first missed); "
-                "`oe-assets prune --deleted` removes them."
-            ),
-            "child_keys": (
-                f"child rows are keyed by (root key, {ROW_ID}): {ROW_ID} is the row's position path inside "
-                f"its document ('2', '2/0'), {PARENT_ROW_ID} its parent row's path ('' for the document's "
-                "root row), _oe_position its index in the array."
-            ),
-        },
+        declaration=declaration,
+        tables=(
+            *(_root_table(f) for f in declaration.families),
+            *declaration.other_tables,
+            *(_child_table(f, t) for f, t, _ in children),
+        ),
+        relations=(
+            *declaration.relations,
+            *(r for f, t, parent in children for r in _child_relations(f, t.name, parent)),
+        ),
+    )
+
+
+def _root_table(family: FamilyDeclaration) -> ModelTable:
+    return ModelTable(
+        family.root_table,
+        (table_family(family).root_key_natural_column,),
+        "dimension",
+        family.root_table,
+        description=family.description,
+    )
+
+
+def _child_table(family: FamilyDeclaration, table: DeclaredTable) -> ModelTable:
+    """A child row is keyed by its document's key and its position path inside the document."""
+    return ModelTable(table.name, (family.root_key_column, ROW_ID), "fact", family.root_table, table.parent)
+
+
+def _child_relations(family: FamilyDeclaration, table: str, parent: str) -> Iterator[Relation]:
+    """To the family's root table by the root key, and to the parent row: a parent row is found by
+    (root key, its row id), the root row by the root key alone."""
+    key, root_key = family.root_key_column, table_family(family).root_key_natural_column
+    yield Relation(
+        f"{table}__to_root",
+        table,
+        (key,),
+        family.root_table,
+        (root_key,),
+        family.child_to_root.level,
+        family.child_to_root.severity,
+        description=f"Child table -> {family.root_table} via {key}.",
+    )
+    child_columns: tuple[str, ...] = (key,) if parent == family.root_table else (key, PARENT_ROW_ID)
+    parent_columns: tuple[str, ...] = (root_key,) if parent == family.root_table else (key, ROW_ID)
+    yield Relation(
+        f"{table}__to_parent_row",
+        table,
+        child_columns,
+        parent,
+        parent_columns,
+        family.child_to_parent_row.level,
+        family.child_to_parent_row.severity,
+        description="Each child row's parent link resolves.",
     )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import duckdb
 
-from oe_assets.model.data_model import Relation
-from oe_assets.warehouse import quote_ident
+from oe_assets.model.declaration import Relation
+from oe_assets.warehouse import TABLES_TABLE, quote_ident
 
 SAMPLE_SIZE = 10
 
@@ -109,4 +110,20 @@ def check_primary_key(conn: duckdb.DuckDBPyConnection, table: str, key: tuple[st
         sample = ["<null key>", *sample][:SAMPLE_SIZE]
     return IntegrityResult(
         nulls + dups == 0, nulls + dups, sample, detail=f"{nulls} null keys, {dups} rows sharing a key"
+    )
+
+
+def undeclared_tables(conn: duckdb.DuckDBPyConnection, declared: Collection[str]) -> IntegrityResult:
+    """Tables the flattener has created (``_oe_tables``) that the data-model file does not declare."""
+    seen: list[str] = []
+    if table_exists(conn, TABLES_TABLE):
+        seen = [
+            str(r[0]) for r in conn.execute(f"SELECT table_name FROM {TABLES_TABLE} ORDER BY 1").fetchall()
+        ]
+    undeclared = [t for t in seen if t not in declared]
+    return IntegrityResult(
+        not undeclared,
+        len(undeclared),
+        undeclared[:SAMPLE_SIZE],
+        detail="undeclared tables: " + ", ".join(undeclared) if undeclared else "",
     )

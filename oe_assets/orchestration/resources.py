@@ -16,8 +16,7 @@ from pydantic import Field
 from oe_assets.client import OeClient, OeClientConfig
 from oe_assets.config import settings
 from oe_assets.config.secret import Secret
-from oe_assets.warehouse.connection import WAREHOUSE_SETTINGS
-from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
+from oe_assets.warehouse.connection import WAREHOUSE_SETTINGS, open_warehouse
 
 _MASKED_FIELDS = frozenset({"client_secret"})
 
@@ -106,19 +105,10 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self.database == ":memory:":
-            conn = duckdb.connect(self.database, config=self.connection_config)
-            try:
-                yield conn
-            finally:
-                conn.close()
-            return
-        with exclusive_file_lock(lock_path_for(self.database), timeout_seconds=self.lock_timeout_seconds):
-            conn = duckdb.connect(self.database, config=self.connection_config)
-            try:
-                yield conn
-            finally:
-                conn.close()
+        with open_warehouse(
+            self.database, lock_timeout=self.lock_timeout_seconds, settings=self.connection_config
+        ) as conn:
+            yield conn
 
 
 def resources_for(config: settings.Settings) -> dict[str, dg.ConfigurableResource]:

@@ -10,10 +10,14 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
+
+if TYPE_CHECKING:
+    from dagster._utils.error import SerializableErrorInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DAGSTER_HOME = PROJECT_ROOT / "dagster_home"
@@ -54,24 +58,32 @@ class CheckOutcome:
 class GraphRunReport:
     run_ids: list[str] = field(default_factory=list)
     success: bool = True
-    failure: str | None = None
+    failure: str | None = None  # one sentence for the user
+    failure_details: str | None = None  # the whole error with its causes and stacks (`--debug`)
     materialized: int = 0
     checks: list[CheckOutcome] = field(default_factory=list)
 
 
-def _failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """The deepest cause's first line: our errors are written as one sentence naming the setting to
-    fix, and DuckDB's put the reason first, then the statement with a caret under the culprit."""
+def _step_error(result: dg.ExecuteInProcessResult) -> SerializableErrorInfo | None:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            error = event.step_failure_data.error
-            while error.cause is not None:
-                error = error.cause
-            lines = [line.strip() for line in error.message.strip().splitlines() if line.strip()]
-            text = lines[0] if lines else error.message
-            kind, _, rest = text.partition(": ")
-            return rest if rest and kind.endswith(("Error", "Exceeded", "Exception")) else text
-    return "the run failed; see the run's logs in the Dagster UI"
+            return event.step_failure_data.error
+    return None
+
+
+def _failure_message(error: SerializableErrorInfo | None) -> str:
+    """The deepest cause's first line: our errors are written as one sentence naming the setting to
+    fix, and DuckDB's put the reason first, then the statement with a caret under the culprit."""
+    if error is None:
+        return "the run failed; see the run's logs in the Dagster UI"
+    if error.cls_name == "DagsterExecutionInterruptedError":
+        return "interrupted (Ctrl-C); the days it had not finished are as before"
+    while error.cause is not None:
+        error = error.cause
+    lines = [line.strip() for line in error.message.strip().splitlines() if line.strip()]
+    text = lines[0] if lines else error.message
+    kind, _, rest = text.partition(": ")
+    return rest if rest and kind.endswith(("Error", "Exceeded", "Exception")) else text
 
 
 def _collect(report: GraphRunReport, result: dg.ExecuteInProcessResult) -> None:
@@ -90,7 +102,10 @@ def _collect(report: GraphRunReport, result: dg.ExecuteInProcessResult) -> None:
         )
     if not result.success:
         report.success = False
-        report.failure = report.failure or _failure_message(result)
+        if report.failure is None:
+            error = _step_error(result)
+            report.failure = _failure_message(error)
+            report.failure_details = error.to_string() if error else None
 
 
 def run_whole_graph(

@@ -1,9 +1,9 @@
-"""The seed's event log, maintained incrementally one partition at a time.
+"""The Celonis extractor's event log, maintained incrementally one partition at a time.
 
-Same table and semantics as the seed's script (section 10): one row per process context,
+Same table and semantics as the extractor's event-log script (`oe_assets/sql/celonis_event_log.sql`): one row per process context,
 `MERGE` so a known instance gets `last_modified` and `status` updated and a new one is inserted.
 Merging partition by partition gives the same table as the script over everything, without
-rebuilding history. Beside the seed's columns, `_oe_deleted_at` copies execution_context's mark
+rebuilding history. Beside the script's columns, `_oe_deleted_at` copies execution_context's mark
 of a context the API no longer returns: nothing leaves the log except by `oe-assets prune`.
 Times are read with :func:`~oe_assets.warehouse.sql.utc_timestamp`, so a text column with
 offsets gives the right UTC instant.
@@ -22,7 +22,7 @@ from oe_assets.warehouse.sql import utc_timestamp
 
 EVENT_LOG = "event_log"
 
-# The seed's own DDL, so tools written for the Celonis model find the same types.
+# The extractor's own DDL, so tools written for the Celonis model find the same types.
 EVENT_LOG_DDL = (
     "CREATE TABLE IF NOT EXISTS event_log(execution_template_name varchar(256), "
     "instance_id varchar(128) PRIMARY KEY, created_at TIMESTAMP, last_modified TIMESTAMP, status varchar(64))"
@@ -72,7 +72,7 @@ def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) 
 
 
 def model_tables_exist(conn: duckdb.DuckDBPyConnection) -> bool:
-    """Both tables the seed's script reads exist (before the first context and digital process
+    """Both tables the extractor's event-log script reads exist (before the first context and digital process
     land, they do not)."""
     return table_exists(conn, "execution_context") and table_exists(conn, "execution_templates")
 

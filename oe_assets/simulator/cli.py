@@ -13,13 +13,19 @@ import orjson
 from oe_assets.simulator.faults import FaultSwitches
 from oe_assets.simulator.server import SimulatorServer
 
+DESCRIPTION = "Serve a simulated Emporix Orchestration Engine API (process contexts) on loopback."
 
-def build_parser() -> argparse.ArgumentParser:
-    """The simulator's command-line options (also used by the lead's ``oe-assets simulator``)."""
-    parser = argparse.ArgumentParser(
-        prog="oe-assets simulator",
-        description="Serve a simulated Emporix Orchestration Engine API (process contexts) on loopback.",
-    )
+
+def _fault_switches(text: str) -> FaultSwitches:
+    """``--faults``' JSON object as switches; argparse turns the error into a usage message."""
+    try:
+        return FaultSwitches.from_dict(orjson.loads(text))
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulator's options, on its own parser or on ``oe-assets simulator``'s."""
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 = any free port)")
     parser.add_argument("--seed", type=int, default=42, help="data seed (default: 42)")
@@ -38,22 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-secret", default="oe-demo-secret", help="client secret the simulator accepts"
     )
     parser.add_argument(
-        "--faults", default=None, help='fault switches as JSON, e.g. \'{"rate_429": 0.05, "rate_5xx": 0.02}\''
+        "--faults",
+        type=_fault_switches,
+        default=None,
+        help='fault switches as JSON, e.g. \'{"rate_429": 0.05, "rate_5xx": 0.02}\'',
     )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oe-assets simulator", description=DESCRIPTION)
+    add_arguments(parser)
     return parser
 
 
 def run_simulator_cli(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv``) and serve."""
+    return serve(build_parser().parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
     """Start the simulator, print how to point the pipeline at it, serve until interrupted."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    faults = None
-    if args.faults:
-        try:
-            faults = FaultSwitches.from_dict(orjson.loads(args.faults))
-        except (orjson.JSONDecodeError, ValueError) as exc:
-            parser.error(f"--faults: {exc}")
     server = SimulatorServer(
         seed=args.seed,
         days=args.days,
@@ -63,7 +74,7 @@ def run_simulator_cli(argv: list[str] | None = None) -> int:
         client_id=args.client_id,
         client_secret=args.client_secret,
         clock_rate=args.clock_rate,
-        faults=faults,
+        faults=args.faults,
         verbose=args.verbose,
     )
     try:
@@ -78,20 +89,7 @@ def run_simulator_cli(argv: list[str] | None = None) -> int:
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        state = server.world.state()
-        # these are the simulator's own demo credentials, so printing them is fine
-        print(
-            f"OE simulator at {server.url}  (seed {args.seed}, {state['contexts']} process contexts over "
-            f"{args.days} days, now {state['now']}, clock rate {args.clock_rate:g})\n"
-            "Point the pipeline at it:\n"
-            f"  export OE_API_URL={server.url}\n"
-            f"  export OE_AUTH_URL={server.url}\n"
-            f"  export OE_CLIENT_ID={server.client_id}\n"
-            f"  export OE_CLIENT_SECRET={server.client_secret}\n"
-            f'Admin: GET {server.url}/_admin/state, POST {server.url}/_admin/advance {{"seconds": 3600}}\n'
-            "Press Ctrl+C to stop.",
-            flush=True,
-        )
+        _print_banner(server, args)
         while not done.wait(0.5):
             pass
     finally:
@@ -100,3 +98,20 @@ def run_simulator_cli(argv: list[str] | None = None) -> int:
         server.stop()
     print("OE simulator stopped.", flush=True)
     return 0
+
+
+def _print_banner(server: SimulatorServer, args: argparse.Namespace) -> None:
+    state = server.world.state()
+    # these are the simulator's own demo credentials, so printing them is fine
+    print(
+        f"OE simulator at {server.url}  (seed {args.seed}, {state['contexts']} process contexts over "
+        f"{args.days} days, now {state['now']}, clock rate {args.clock_rate:g})\n"
+        "Point the pipeline at it:\n"
+        f"  export OE_API_URL={server.url}\n"
+        f"  export OE_AUTH_URL={server.url}\n"
+        f"  export OE_CLIENT_ID={server.client_id}\n"
+        f"  export OE_CLIENT_SECRET={server.client_secret}\n"
+        f'Admin: GET {server.url}/_admin/state, POST {server.url}/_admin/advance {{"seconds": 3600}}\n'
+        "Press Ctrl+C to stop.",
+        flush=True,
+    )

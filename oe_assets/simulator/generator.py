@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -100,13 +100,23 @@ class Catalog:
             template["metadata"]["activatedAt"] = iso_ms(activated)
 
 
-# (tenant, name, kind, weight, trigger type, event type, days between versions (0: one), active)
-_TEMPLATE_TABLE: tuple[tuple[int, str, str, float, str, str, int, bool], ...] = (
-    (0, "Spot Buy", "spot_buy", 0.30, "webhook", "order.found", 9, True),
-    (0, "Order Splitting", "order_split", 0.35, "webhook", "order.created", 13, True),
-    (0, "Nightly Stock Sync", "stock_sync", 0.15, "timer", "_timer-event", 120, True),
-    (1, "Quote Approval", "quote_approval", 0.20, "webhook", "quote.requested", 21, True),
-    (1, "Returns Handling", "", 0.0, "webhook", "return.requested", 0, False),
+class _TemplateRow(NamedTuple):
+    tenant: int  # index into _TENANT_TABLE
+    name: str
+    kind: str  # key of KINDS; "" for a process that never runs
+    weight: float
+    trigger_type: str
+    event_type: str
+    version_days: int  # days between versions (0: one version)
+    active: bool
+
+
+_TEMPLATE_TABLE = (
+    _TemplateRow(0, "Spot Buy", "spot_buy", 0.30, "webhook", "order.found", 9, True),
+    _TemplateRow(0, "Order Splitting", "order_split", 0.35, "webhook", "order.created", 13, True),
+    _TemplateRow(0, "Nightly Stock Sync", "stock_sync", 0.15, "timer", "_timer-event", 120, True),
+    _TemplateRow(1, "Quote Approval", "quote_approval", 0.20, "webhook", "quote.requested", 21, True),
+    _TemplateRow(1, "Returns Handling", "", 0.0, "webhook", "return.requested", 0, False),
 )
 
 _TENANT_TABLE = (
@@ -115,12 +125,24 @@ _TENANT_TABLE = (
     ("Initech Sandbox", "", "active"),  # an account without digital processes
 )
 
+_CLOUD_FUNCTIONS = {
+    "spot_buy": "check_stock",
+    "order_split": "split_order",
+    "stock_sync": "fetch_inventory",
+    "quote_approval": "score_quote",
+}
+"""The cloud function each kind of process calls (the event key its result arrives under)."""
+
+
+def _blank_user() -> dict[str, str]:
+    return {"user_id": "", "user_name": "", "user_email": ""}
+
 
 def _user(rng: random.Random, filled: bool) -> tuple[str, dict[str, str]]:
     user_id = uuid_from(rng)
     name, mail = pick(rng, PEOPLE)
     if not filled:  # the real export often carries the id but empty user details
-        return user_id, {"user_id": "", "user_name": "", "user_email": ""}
+        return user_id, _blank_user()
     return user_id, {"user_id": user_id, "user_name": name, "user_email": f"{mail}@example.com"}
 
 
@@ -129,20 +151,11 @@ def _steps(rng: random.Random, kind: str) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = [
         {"stepType": "scenario", "scenarios": [{"scenario_id": scenario, "url": "", "method": ""}]}
     ]
-    if kind in ("spot_buy", "order_split", "stock_sync", "quote_approval"):
-        fn = {
-            "spot_buy": "check_stock",
-            "order_split": "split_order",
-            "stock_sync": "fetch_inventory",
-            "quote_approval": "score_quote",
-        }[kind]
+    function = _CLOUD_FUNCTIONS.get(kind)
+    if function is not None:
+        url = f"https://functions.example.com/oe/{function}"
         steps.append(
-            {
-                "stepType": "cloudfunction",
-                "scenarios": [
-                    {"scenario_id": "", "url": f"https://functions.example.com/oe/{fn}", "method": "POST"}
-                ],
-            }
+            {"stepType": "cloudfunction", "scenarios": [{"scenario_id": "", "url": url, "method": "POST"}]}
         )
     if kind in ("spot_buy", "quote_approval"):
         steps.append(
@@ -161,6 +174,67 @@ def _steps(rng: random.Random, kind: str) -> list[dict[str, Any]]:
     return steps
 
 
+def _tenants(rng: random.Random) -> list[dict[str, Any]]:
+    tenants = []
+    for i, (name, description, state) in enumerate(_TENANT_TABLE):
+        tenant_ms = _CATALOG_ID_BASE_MS - 400 * DAY + i * 17 * DAY + rrange(rng, DAY)
+        tenants.append({"id": ulid(rng, tenant_ms), "name": name, "description": description, "state": state})
+    return tenants
+
+
+def _trigger(rng: random.Random, index: int, row: _TemplateRow, created_ms: int) -> dict[str, Any]:
+    timer = row.trigger_type == "timer"
+    return {
+        "trigger_type": row.trigger_type,
+        "event_type": row.event_type,
+        "scenario_ids": [] if timer or rng.random() < 0.5 else [str(1000 + index)],
+        "timeExpression": iso_s((created_ms // DAY + 1) * DAY + 2 * HOUR) if timer else "",
+    }
+
+
+def _template(
+    rng: random.Random, seed: int, index: int, row: _TemplateRow, tenant_id: str, window_start_ms: int
+) -> tuple[dict[str, Any], TemplateSpec]:
+    """One digital process as the API lists it, and how it produces runs."""
+    id_ms = _CATALOG_ID_BASE_MS + index * 3 * DAY + rrange(rng, DAY)
+    template_id = ulid(rng, id_ms)
+    created_ms = window_start_ms - (60 + 25 * index) * DAY - rrange(rng, DAY)
+    phase_ms = _CATALOG_ID_BASE_MS + rrange(rng, 30 * DAY)
+    fixed_version = ulid(rng, id_ms + HOUR)
+    created_by, created_user = _user(rng, filled=rng.random() < 0.5)
+    activated_by, activated_user = _user(rng, filled=True) if row.active else ("", _blank_user())
+    template = {
+        "id": template_id,
+        "tenant": tenant_id,
+        "name": row.name,
+        "version": {"id": fixed_version, "number": 1},
+        "trigger": [_trigger(rng, index, row, created_ms)],
+        "metadata": {
+            "createdAt": iso_ms(created_ms),
+            "activatedAt": GO_ZERO_TIME,
+            "createdBy": created_by,
+            "activatedBy": activated_by,
+            "createdByUser": created_user,
+            "activatedByUser": activated_user,
+        },
+        "steps": _steps(rng, row.kind),
+        "state": "active" if row.active else "inactive",
+    }
+    spec = TemplateSpec(
+        seed=seed,
+        template_id=template_id,
+        tenant_id=tenant_id,
+        name=row.name,
+        kind=row.kind if row.active else "",
+        weight=row.weight,
+        trigger_type=row.trigger_type,
+        version_period_ms=row.version_days * DAY if row.active else 0,
+        version_phase_ms=phase_ms,
+        fixed_version_id=fixed_version,
+    )
+    return template, spec
+
+
 def build_catalog(seed: int, window_start_ms: int, now_ms: int | None = None) -> Catalog:
     """Three accounts and five digital processes (one never activated, one account without any).
 
@@ -168,66 +242,13 @@ def build_catalog(seed: int, window_start_ms: int, now_ms: int | None = None) ->
     process existed before its first context; templates show the version live at ``now_ms``.
     """
     rng = random.Random(f"oe-sim:{seed}:catalog")
-    tenants: list[dict[str, Any]] = []
-    for i, (name, description, state) in enumerate(_TENANT_TABLE):
-        tenant_ms = _CATALOG_ID_BASE_MS - 400 * DAY + i * 17 * DAY + rrange(rng, DAY)
-        tenants.append({"id": ulid(rng, tenant_ms), "name": name, "description": description, "state": state})
-
+    tenants = _tenants(rng)
     templates: list[dict[str, Any]] = []
     specs: dict[str, TemplateSpec] = {}
-    for i, (tenant_no, name, kind, weight, trigger_type, event_type, period_days, active) in enumerate(
-        _TEMPLATE_TABLE
-    ):
-        tenant_id = tenants[tenant_no]["id"]
-        id_ms = _CATALOG_ID_BASE_MS + i * 3 * DAY + rrange(rng, DAY)
-        template_id = ulid(rng, id_ms)
-        created_ms = window_start_ms - (60 + 25 * i) * DAY - rrange(rng, DAY)
-        phase_ms = _CATALOG_ID_BASE_MS + rrange(rng, 30 * DAY)
-        fixed_version = ulid(rng, id_ms + HOUR)
-        created_by, created_user = _user(rng, filled=rng.random() < 0.5)
-        if active:
-            activated_by, activated_user = _user(rng, filled=True)
-        else:
-            activated_by, activated_user = "", {"user_id": "", "user_name": "", "user_email": ""}
-        trigger = {
-            "trigger_type": trigger_type,
-            "event_type": event_type,
-            "scenario_ids": [] if trigger_type == "timer" or rng.random() < 0.5 else [str(1000 + i)],
-            "timeExpression": "",
-        }
-        if trigger_type == "timer":
-            trigger["timeExpression"] = iso_s((created_ms // DAY + 1) * DAY + 2 * HOUR)
-        templates.append(
-            {
-                "id": template_id,
-                "tenant": tenant_id,
-                "name": name,
-                "version": {"id": fixed_version, "number": 1},
-                "trigger": [trigger],
-                "metadata": {
-                    "createdAt": iso_ms(created_ms),
-                    "activatedAt": GO_ZERO_TIME,
-                    "createdBy": created_by,
-                    "activatedBy": activated_by,
-                    "createdByUser": created_user,
-                    "activatedByUser": activated_user,
-                },
-                "steps": _steps(rng, kind),
-                "state": "active" if active else "inactive",
-            }
-        )
-        specs[template_id] = TemplateSpec(
-            seed=seed,
-            template_id=template_id,
-            tenant_id=tenant_id,
-            name=name,
-            kind=kind if active else "",
-            weight=weight,
-            trigger_type=trigger_type,
-            version_period_ms=period_days * DAY if active else 0,
-            version_phase_ms=phase_ms,
-            fixed_version_id=fixed_version,
-        )
+    for index, row in enumerate(_TEMPLATE_TABLE):
+        template, spec = _template(rng, seed, index, row, tenants[row.tenant]["id"], window_start_ms)
+        templates.append(template)
+        specs[spec.template_id] = spec
     catalog = Catalog(tenants=tenants, templates=templates, specs=specs)
     catalog.show_versions_at(window_start_ms if now_ms is None else now_ms)
     return catalog

@@ -29,7 +29,8 @@ def ulid(rng: random.Random, ms: int) -> str:
 
 
 def rint(rng: random.Random, lo: int, hi: int) -> int:
-    """Uniform integer in [lo, hi]; ~4x faster than ``Random.randint`` (the stream needs speed)."""
+    """Uniform integer in [lo, hi], faster than ``Random.randint``: the benchmark's generator draws
+    several per event (docs/bench/findings.md has the figure)."""
     return lo + int(rng.random() * (hi - lo + 1))
 
 

@@ -1,4 +1,4 @@
-"""SimulatorServer: the OE API of reference/oe-api.md on a loopback HTTP server.
+"""SimulatorServer: the OE API (token, execution templates, process contexts) on a loopback HTTP server.
 
 Stdlib ``ThreadingHTTPServer`` (HTTP/1.1, keep-alive, Content-Length) + orjson. One server is
 both the API URL and the auth URL. ``/_admin/*`` endpoints (no auth, loopback peers only) let
@@ -20,13 +20,13 @@ import traceback
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
+from oe_assets.core.timestamps import parse_timestamp
 from oe_assets.simulator.faults import FaultSwitches
-from oe_assets.simulator.timeutil import parse_iso
 from oe_assets.simulator.world import AdvanceReport, World
 
 MAX_PAGE_SIZE = 1000
@@ -71,20 +71,20 @@ def error_body(code: int, message: str, details: list[dict[str, str]] | None = N
     return {"code": code, "status": _REASONS.get(code, "Error"), "message": message, "details": details or []}
 
 
-def _fault_401(expired: bool) -> dict[str, Any]:
+def _detail(field: str, message: str, kind: str = "invalid_value") -> dict[str, str]:
+    """One entry of an error body's ``details``: which field is wrong and how."""
+    return {"field": field, "type": kind, "message": message}
+
+
+def _gateway_fault(message: str, errorcode: str) -> dict[str, Any]:
+    """The API gateway's own error shape (its 401s never reach the API): ``{"fault": ...}``."""
+    return {"fault": {"faultstring": message, "detail": {"errorcode": errorcode}}}
+
+
+def _token_fault(expired: bool) -> dict[str, Any]:
     if expired:
-        return {
-            "fault": {
-                "faultstring": "Access Token expired",
-                "detail": {"errorcode": "keymanagement.service.access_token_expired"},
-            }
-        }
-    return {
-        "fault": {
-            "faultstring": "Invalid access token",
-            "detail": {"errorcode": "keymanagement.service.invalid_access_token"},
-        }
-    }
+        return _gateway_fault("Access Token expired", "keymanagement.service.access_token_expired")
+    return _gateway_fault("Invalid access token", "keymanagement.service.invalid_access_token")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -155,28 +155,71 @@ def _paging(query: dict[str, list[str]]) -> tuple[int, int]:
         if _DIGITS.match(raw_number) and int(raw_number) >= 1:
             page_number = int(raw_number)
         else:
-            details.append(
-                {
-                    "field": "pageNumber",
-                    "type": "invalid_value",
-                    "message": "pageNumber must be an integer >= 1",
-                }
-            )
+            details.append(_detail("pageNumber", "pageNumber must be an integer >= 1"))
     raw_size = _first(query, "pageSize")
     if raw_size is not None:
         if _DIGITS.match(raw_size) and 1 <= int(raw_size) <= MAX_PAGE_SIZE:
             page_size = int(raw_size)
         else:
-            details.append(
-                {
-                    "field": "pageSize",
-                    "type": "invalid_value",
-                    "message": f"pageSize must be an integer between 1 and {MAX_PAGE_SIZE}",
-                }
-            )
+            details.append(_detail("pageSize", f"pageSize must be an integer between 1 and {MAX_PAGE_SIZE}"))
     if details:
         raise _Reply(400, "Invalid paging parameters", details)
     return page_number, page_size
+
+
+class _ContextQuery(NamedTuple):
+    """The filters and order of a process-context page request."""
+
+    created_since: str | None
+    updated_since: str | None
+    status: str | None
+    sort: str  # "createdAt" or "updatedAt"
+    descending: bool
+
+
+def _context_query(query: dict[str, list[str]]) -> _ContextQuery:
+    """The filters and order of the query; _Reply(400) naming each bad parameter."""
+    details: list[dict[str, str]] = []
+    since: dict[str, str | None] = {}
+    for name in ("createdSince", "updatedSince"):
+        value = _first(query, name)
+        since[name] = _plus_fix(value)
+        if value is not None and not _valid_timestamp(value):
+            message = f"{name} must be an ISO-8601 timestamp like 2023-10-16T10:13:42.322Z"
+            details.append(_detail(name, message))
+    sort_value = _first(query, "sort") or "metadata.createdAt"
+    if sort_value not in _SORTS:
+        details.append(_detail("sort", f"sort must be one of {', '.join(_SORTS)}"))
+    if details:
+        raise _Reply(400, "Invalid query parameters", details)
+    sort_field, descending = _SORTS[sort_value]
+    return _ContextQuery(
+        since["createdSince"], since["updatedSince"], _first(query, "status"), sort_field, descending
+    )
+
+
+_TOKEN_FIELDS = ("grant_type", "client_id", "client_secret")
+
+
+def _token_form(content_type: str, body: bytes) -> dict[str, str]:
+    """The token request's form fields; _Reply(400) when the body is no form, misses a field or asks
+    for a grant other than client credentials."""
+    if "application/x-www-form-urlencoded" not in content_type.lower():
+        raise _Reply(
+            400,
+            "The token request must be application/x-www-form-urlencoded",
+            [_detail("Content-Type", "expected a form body")],
+        )
+    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    fields = {name: _first(form, name) or "" for name in _TOKEN_FIELDS}
+    missing = [_detail(name, f"{name} is required", "missing") for name, value in fields.items() if not value]
+    if missing:
+        raise _Reply(400, "Missing form fields", missing)
+    if fields["grant_type"] != "client_credentials":
+        raise _Reply(
+            400, "Unsupported grant type", [_detail("grant_type", "only client_credentials is supported")]
+        )
+    return fields
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -298,68 +341,24 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------ auth
 
     def _token(self, body: bytes) -> None:
+        """The client-credentials grant: a bearer token for the simulator's own id and secret."""
         sim = self.server.sim
-        ctype = self.headers.get("Content-Type", "")
-        if "application/x-www-form-urlencoded" not in ctype.lower():
-            raise _Reply(
-                400,
-                "The token request must be application/x-www-form-urlencoded",
-                [{"field": "Content-Type", "type": "invalid_value", "message": "expected a form body"}],
-            )
-        form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-        grant_type = _first(form, "grant_type")
-        client_id = _first(form, "client_id")
-        client_secret = _first(form, "client_secret")
-        details = [
-            {"field": name, "type": "missing", "message": f"{name} is required"}
-            for name, value in (
-                ("grant_type", grant_type),
-                ("client_id", client_id),
-                ("client_secret", client_secret),
-            )
-            if not value
-        ]
-        if details:
-            raise _Reply(400, "Missing form fields", details)
-        if grant_type != "client_credentials":
-            raise _Reply(
-                400,
-                "Unsupported grant type",
-                [
-                    {
-                        "field": "grant_type",
-                        "type": "invalid_value",
-                        "message": "only client_credentials is supported",
-                    }
-                ],
-            )
-        id_ok = hmac.compare_digest((client_id or "").encode(), sim.client_id.encode())
-        secret_ok = hmac.compare_digest((client_secret or "").encode(), sim.client_secret.encode())
+        form = _token_form(self.headers.get("Content-Type", ""), body)
+        id_ok = hmac.compare_digest(form["client_id"].encode(), sim.client_id.encode())
+        secret_ok = hmac.compare_digest(form["client_secret"].encode(), sim.client_secret.encode())
         if not (id_ok and secret_ok):
-            self._send_json(
-                401,
-                {
-                    "fault": {
-                        "faultstring": "Invalid ApiKey",
-                        "detail": {"errorcode": "oauth.v2.InvalidApiKey"},
-                    }
-                },
-            )
+            self._send_json(401, _gateway_fault("Invalid ApiKey", "oauth.v2.InvalidApiKey"))
             return
         lifetime, announced = sim.faults.token_lifetime()
-        token = sim.tokens.issue(lifetime)
-        self._send_json(
-            200,
-            {
-                "access_token": token,
-                "token_type": "Bearer",
-                "expires_in": announced,
-                "scope": TOKEN_SCOPE,
-                "refresh_token": "",
-                "refresh_token_expires_in": 0,
-            },
-            {"Cache-Control": "no-store"},
-        )
+        answer = {
+            "access_token": sim.tokens.issue(lifetime),
+            "token_type": "Bearer",
+            "expires_in": announced,
+            "scope": TOKEN_SCOPE,
+            "refresh_token": "",
+            "refresh_token_expires_in": 0,
+        }
+        self._send_json(200, answer, {"Cache-Control": "no-store"})
 
     def _authorized(self) -> bool:
         """Check the bearer token; answers the 401 itself and returns False when it is bad."""
@@ -370,11 +369,11 @@ class _Handler(BaseHTTPRequestHandler):
         if state == "expired":
             sim.faults.count("expired_token")
         if state != "ok":
-            self._send_json(401, _fault_401(expired=state == "expired"))
+            self._send_json(401, _token_fault(expired=state == "expired"))
             return False
         if sim.faults.data_request_revokes():
             sim.tokens.revoke_all()
-            self._send_json(401, _fault_401(expired=True))
+            self._send_json(401, _token_fault(expired=True))
             return False
         return True
 
@@ -416,7 +415,7 @@ class _Handler(BaseHTTPRequestHandler):
         return _Reply(
             404,
             f"Execution template {template_id} not found",
-            [{"field": "id", "type": "not_found", "message": f"no execution template with id {template_id}"}],
+            [_detail("id", f"no execution template with id {template_id}", "not_found")],
         )
 
     def _list(self, items: list[dict[str, Any]], query: dict[str, list[str]], want_total: bool) -> None:
@@ -431,42 +430,18 @@ class _Handler(BaseHTTPRequestHandler):
         if not world.has_template(template_id):
             raise self._no_template(template_id)
         page_number, page_size = _paging(query)
-        details: list[dict[str, str]] = []
-        since: dict[str, str | None] = {}
-        for name in ("createdSince", "updatedSince"):
-            value = _first(query, name)
-            since[name] = value
-            if value is not None and not _valid_timestamp(value):
-                details.append(
-                    {
-                        "field": name,
-                        "type": "invalid_value",
-                        "message": f"{name} must be an ISO-8601 timestamp like 2023-10-16T10:13:42.322Z",
-                    }
-                )
-        sort_value = _first(query, "sort") or "metadata.createdAt"
-        if sort_value not in _SORTS:
-            details.append(
-                {
-                    "field": "sort",
-                    "type": "invalid_value",
-                    "message": f"sort must be one of {', '.join(_SORTS)}",
-                }
-            )
-        if details:
-            raise _Reply(400, "Invalid query parameters", details)
-        sort_field, descending = _SORTS[sort_value]
+        wanted = _context_query(query)
         if sim.faults.mutate_while_paging:
             changed = world.mutate_for_paging(template_id, sim.faults.derive_rng())
             sim.faults.count("mutated", sum(1 for v in changed.values() if v))
         try:
             page = world.page(
                 template_id,
-                created_since=_plus_fix(since["createdSince"]),
-                updated_since=_plus_fix(since["updatedSince"]),
-                status=_first(query, "status"),
-                sort=sort_field,
-                descending=descending,
+                created_since=wanted.created_since,
+                updated_since=wanted.updated_since,
+                status=wanted.status,
+                sort=wanted.sort,
+                descending=wanted.descending,
                 page_number=page_number,
                 page_size=page_size,
             )
@@ -489,11 +464,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = _json_object(body)
             seconds = payload.get("seconds")
             if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-                raise _Reply(
-                    400,
-                    "seconds must be a number >= 0",
-                    [{"field": "seconds", "type": "invalid_value", "message": "a number >= 0"}],
-                )
+                raise _Reply(400, "seconds must be a number >= 0", [_detail("seconds", "a number >= 0")])
             self._send_json(200, sim.world.advance(float(seconds)).to_dict())
         elif route == ("GET", "/_admin/faults"):
             self._send_json(200, {"switches": sim.faults.to_dict(), "counters": sim.faults.counters()})
@@ -545,7 +516,7 @@ def _plus_fix(value: str | None) -> str | None:
 def _valid_timestamp(value: str) -> bool:
     """A filter bound must be a date-time (a date alone or garbage is a 400)."""
     fixed = _plus_fix(value)
-    return fixed is not None and "T" in fixed and parse_iso(fixed) is not None
+    return fixed is not None and "T" in fixed and parse_timestamp(fixed) is not None
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -560,7 +531,8 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # headers and body go out in separate writes; without NODELAY, Nagle + delayed ACK add ~40 ms
+        # headers and body go out in separate writes; without NODELAY, Nagle's algorithm holds the body
+        # back until the client's delayed ACK (docs/bench/findings.md has the cost)
         with contextlib.suppress(OSError):
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._conn_lock:

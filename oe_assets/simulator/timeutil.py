@@ -66,16 +66,10 @@ def iso_s(ms: int) -> str:
     return f"{_prefix(day)}{hours:02d}:{minutes:02d}:{seconds:02d}Z"
 
 
-parse_iso = parse_timestamp
-"""An aware UTC datetime or None: the project's one parser, under the name the simulator uses."""
-
-
 def sort_key(value: object) -> int:
     """Microseconds since the epoch of a document timestamp; MISSING_KEY when absent or bad."""
-    moment = parse_iso(value)
-    if moment is None:
-        return MISSING_KEY
-    return (moment - EPOCH) // timedelta(microseconds=1)
+    moment = parse_timestamp(value)
+    return MISSING_KEY if moment is None else to_us(moment)
 
 
 def utc_now_seconds() -> datetime:

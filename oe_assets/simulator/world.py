@@ -125,16 +125,18 @@ class World:
     """Accounts, digital processes and process contexts at a simulated moment.
 
     The same ``seed`` and ``now`` give identical data. Contexts are created over
-    ``[now - days, now]``; :meth:`advance` moves the clock and lets runs progress. With
+    ``[now - days, now]`` (``now`` defaults to the current second), ``contexts_per_day`` a day
+    (:class:`~oe_assets.simulator.SimulatorServer` holds the defaults a user starts with);
+    :meth:`advance` moves the clock and lets runs progress. With
     ``clock_rate > 0`` (simulated seconds per real second), :meth:`start_clock` advances it in a
     background thread.
     """
 
     def __init__(
         self,
-        seed: int = 42,
-        days: int = 14,
-        contexts_per_day: int = 60,
+        seed: int,
+        days: int,
+        contexts_per_day: int,
         now: datetime | None = None,
         *,
         clock_rate: float = 0.0,
@@ -204,14 +206,6 @@ class World:
                     if doc is not None:  # what put_raw_context stored may be no JSON at all
                         out.append(doc)
             return out
-
-    def count(self, template_id: str | None = None) -> int:
-        """How many contexts exist (for one template or in total)."""
-        with self._lock:
-            if template_id is not None:
-                index = self._index.get(template_id)
-                return 0 if index is None else len(index.created)
-            return len(self._entries)
 
     def page(
         self,

@@ -1,5 +1,7 @@
-"""DuckDB writes of flattened batches (pure: duckdb + pyarrow only)."""
+"""The DuckDB warehouse: opening it, and transactional writes of flattened batches (pure: duckdb +
+pyarrow only)."""
 
+from oe_assets.warehouse.connection import open_warehouse
 from oe_assets.warehouse.schema import (
     COLUMNS_TABLE,
     QUARANTINE_TABLE,
@@ -11,7 +13,6 @@ from oe_assets.warehouse.sql import quote_ident, quote_literal
 from oe_assets.warehouse.writer import (
     WriteReport,
     load_registry,
-    merge_into,
     replace_all,
     replace_partition,
     transaction,
@@ -25,7 +26,7 @@ __all__ = [
     "WriteReport",
     "ensure_bookkeeping",
     "load_registry",
-    "merge_into",
+    "open_warehouse",
     "quote_ident",
     "quote_literal",
     "replace_all",

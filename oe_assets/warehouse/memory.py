@@ -2,11 +2,11 @@
 
 Why: an insert needs DuckDB memory for EVERY column of its table, whatever the batch holds (a
 2,048-value vector per column in each chunk of the statement, and the transaction's segment per
-column until commit). Measured with DuckDB 1.5 (one row, ``threads=1``): about 100 KB per
-VARCHAR column inserted by name, 55 KB per BIGINT one; one row into 5,000 VARCHAR columns needs
-a ~510 MB limit, so under the warehouse's 256 MB a table fails from ~2,500 columns on (a hostile
-document with 5,000 keys failed its whole run). Copying rows into a wider table costs on top
-~20 bytes per value of a row group (122,880 rows) until the group is written out.
+column until commit), so under the warehouse's own limit a wide enough table cannot be written
+at all (a hostile document with 5,000 keys failed its whole run). Copying rows into a wider
+table costs on top a few bytes per value of a row group until the group is written out. The
+constants below are the measured costs, rounded up (figures in ``docs/bench/findings.md``,
+"Loader rules").
 
 The raise covers the widths written in the transaction and never goes beyond 80 % of the
 machine's memory (DuckDB's own default); it is undone when the write ends, committed or not.
@@ -22,9 +22,9 @@ import duckdb
 from oe_assets.warehouse.connection import WAREHOUSE_SETTINGS
 
 PER_COLUMN_BYTES = 128 * 1024
-"""DuckDB memory an insert may take per column of its table (measured: up to ~100 KB)."""
+"""DuckDB memory an insert may take per column of its table (measured, rounded up)."""
 PER_COPIED_VALUE_BYTES = 24
-"""Per value of the rows copied into a rebuilt table, up to one row group (measured: ~20 B)."""
+"""Per value of the rows copied into a rebuilt table, up to one row group (measured, rounded up)."""
 ROW_GROUP_ROWS = 122_880
 """DuckDB writes a transaction's rows out per row group: the copy's memory stops growing there."""
 FLOOR_BYTES = 128 * 1024 * 1024

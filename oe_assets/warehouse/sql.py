@@ -32,11 +32,6 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def qualified(*parts: str) -> str:
-    """``"a"."b"`` from parts."""
-    return ".".join(quote_ident(p) for p in parts)
-
-
 _PLAIN_TIMESTAMP_TYPES = "'TIMESTAMP', 'TIMESTAMP_NS', 'TIMESTAMP_MS', 'TIMESTAMP_S'"
 _ISO_TIMESTAMP = (
     r"^(\d{4}-\d{2}-\d{2})[Tt ]((?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)(?:[.,](\d{1,6})\d{0,3})?"

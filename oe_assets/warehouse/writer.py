@@ -20,37 +20,32 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from oe_assets.flatten.flattener import FlatBatch, TypeConflict
+from oe_assets.flatten.flattener import FlatBatch, QuarantinedRecord, TypeConflict
 from oe_assets.flatten.naming import PARENT_ROW_ID, POSITION, ROW_ID, TableFamily
-from oe_assets.flatten.prefetch import Prefetched
 from oe_assets.flatten.registry import Collision, RegisteredColumn, RegisteredTable, SchemaRegistry
 from oe_assets.warehouse.memory import MemoryLimit
+from oe_assets.warehouse.plan import BatchColumn, TablePlan, TableState, plan_table
 from oe_assets.warehouse.schema import (
-    BIGINT,
     COLUMNS_TABLE,
-    DOUBLE,
     QUARANTINE_TABLE,
     TABLES_TABLE,
-    VARCHAR,
     SchemaChange,
     add_column,
     all_table_columns,
     alter_column_type,
     bookkeeping_exists,
-    cast_expr,
     create_table,
     duckdb_type,
     ensure_bookkeeping,
     is_typeless,
     table_columns,
-    widened_type,
 )
 from oe_assets.warehouse.sql import quote_ident, quote_literal
 
 _view_counter = itertools.count()
 ALTER_BUDGET = 250_000
 """Column versions (columns added x the table's width) beyond which a table is rebuilt rather
-than altered column by column (~200 MB of DuckDB's catalog, see ``_FamilyWriter._add_columns``)."""
+than altered column by column (see ``_FamilyWriter._add_columns``)."""
 
 
 @dataclass(slots=True)
@@ -152,7 +147,6 @@ def replace_partition(
     batches: Iterable[FlatBatch],
     *,
     partition_column: str = "_oe_partition",
-    prefetch: bool = False,
 ) -> WriteReport:
     """Replaces partition ``partition_key`` of every table of ``family`` with ``batches``.
 
@@ -161,27 +155,15 @@ def replace_partition(
     rows of arrays that shrank do not linger); the family's quarantine rows of that partition
     are replaced too. Any error rolls everything back and is re-raised. Every batch must carry
     ``partition_column`` as a constant column equal to ``partition_key``.
-
-    ``prefetch=True`` produces the next batch in a background thread while DuckDB writes the
-    current one (use it only when producing batches does not touch ``conn``).
     """
-    writer = _FamilyWriter(conn, family, partition_key, partition_column)
-    return writer.run(batches, prefetch=prefetch)
+    return _FamilyWriter(conn, family, partition_key, partition_column).run(batches)
 
 
 def replace_all(
-    conn: duckdb.DuckDBPyConnection,
-    family: TableFamily,
-    batches: Iterable[FlatBatch],
-    *,
-    prefetch: bool = False,
+    conn: duckdb.DuckDBPyConnection, family: TableFamily, batches: Iterable[FlatBatch]
 ) -> WriteReport:
     """Replaces the whole content of an unpartitioned family (templates, accounts)."""
-    writer = _FamilyWriter(conn, family, None, None)
-    return writer.run(batches, prefetch=prefetch)
-
-
-_MISSING: Any = object()
+    return _FamilyWriter(conn, family, None, None).run(batches)
 
 
 class _FamilyWriter:
@@ -198,32 +180,26 @@ class _FamilyWriter:
         self.partition_column = partition_column
         self.report = WriteReport()
         self.now = datetime.now(UTC).replace(tzinfo=None)
-        # warehouse state, loaded inside the transaction and kept up to date by our own DDL
-        self.tables: dict[str, tuple[str | None, tuple[Any, ...]]] = {}  # name -> (parent, path)
-        self.paths: dict[str, dict[str, Any]] = {}  # table -> column -> json path (None: system)
-        self.seen: dict[str, dict[str, bool]] = {}  # table -> column -> a non-null value was written
-        self.types: dict[str, dict[str, str] | None] = {}  # table -> column -> DuckDB type
+        self.state: dict[str, TableState] = {}
+        """what the warehouse holds of each table met, loaded inside the transaction and kept
+        up to date by our own DDL (the family's registered tables, then those of the batches)"""
         self.previous: dict[str, int] = {}  # table -> largest row id of the partition's previous rows
         self.memory = MemoryLimit(conn)
 
     # ------------------------------------------------------------------ main
-    def run(self, batches: Iterable[FlatBatch], *, prefetch: bool) -> WriteReport:
-        source: Iterable[FlatBatch] = Prefetched(batches) if prefetch else batches
+    def run(self, batches: Iterable[FlatBatch]) -> WriteReport:
         try:
             with transaction(self.conn):
                 ensure_bookkeeping(self.conn)
                 self._load_state()
                 self.previous = self._previous_rows()
                 self._delete_previous_quarantine()
-                for batch in source:
+                for batch in batches:
                     self._write_batch(batch)
                 self._delete_previous(self.previous)
         finally:
             with contextlib.suppress(duckdb.Error):  # a broken connection: its error matters more
                 self.memory.restore()
-            close = getattr(source, "close", None)
-            if prefetch and close is not None:
-                close()
         return self.report
 
     def _load_state(self) -> None:
@@ -231,28 +207,27 @@ class _FamilyWriter:
         for name, parent, path in self.conn.execute(
             f"SELECT table_name, parent_table, json_path FROM {TABLES_TABLE} WHERE family = ?", [fam]
         ).fetchall():
-            self.tables[name] = (parent, _path_from_json(path) or ())
-            self.paths[name] = {}
-            self.seen[name] = {}
+            self.state[name] = TableState(registered=(parent, _path_from_json(path) or ()))
         for table, column, path, dtype in self.conn.execute(
             f"SELECT c.table_name, c.column_name, c.json_path, c.data_type FROM {COLUMNS_TABLE} c "
             f"JOIN {TABLES_TABLE} t ON t.table_name = c.table_name WHERE t.family = ?",
             [fam],
         ).fetchall():
-            self.paths[table][column] = _path_from_json(path)
-            self.seen[table][column] = dtype is not None
+            self.state[table].paths[column] = _path_from_json(path)
+            self.state[table].seen[column] = dtype is not None
         existing = all_table_columns(self.conn)  # one catalog query instead of one per table
-        for table in self.tables:
-            self.types[table] = existing.get(table)
+        for table, state in self.state.items():
+            state.columns = existing.get(table)
 
-    def _columns(self, table: str) -> dict[str, str] | None:
-        if table not in self.types:
-            self.types[table] = table_columns(self.conn, table)
-        return self.types[table]
+    def _table_state(self, table: str) -> TableState:
+        state = self.state.get(table)
+        if state is None:
+            state = self.state[table] = TableState(columns=table_columns(self.conn, table))
+        return state
 
     def _partition_filter(self, table: str) -> tuple[str, list[Any]] | None:
         """``(SQL condition, params)`` selecting the partition's rows of ``table`` (None: it has none)."""
-        cols = self._columns(table)
+        cols = self._table_state(table).columns
         if cols is None:
             return None  # registered but dropped by hand: nothing to delete
         if self.partition_column is None:
@@ -276,7 +251,7 @@ class _FamilyWriter:
         exactly the previous rows at the end.
         """
         parts = []
-        for table in self.tables:
+        for table in self.state:
             where = self._partition_filter(table)
             if where is not None:
                 parts.append(
@@ -321,45 +296,20 @@ class _FamilyWriter:
         rep.collisions.extend(batch.collisions)
         rep.type_conflicts.extend(batch.type_conflicts)
         rep.duplicates.extend(batch.duplicates)
-        new_cols: list[tuple[str, str, Any, str | None]] = []  # table, column, path, data type
-        changed: list[tuple[str, str, str | None]] = []  # table, column, data type
+        new_columns: list[tuple[str, str, Any, str | None]] = []  # table, column, path, data type
+        typed_columns: list[tuple[str, str, str | None]] = []  # table, column, data type
         for table, tbl in batch.tables.items():
-            self._write_table(batch, table, tbl, new_cols, changed)
-        if new_cols:  # Arrow, not executemany: 5,000 new columns took executemany 2.7 s
-            self._insert_arrow(
-                COLUMNS_TABLE,
-                pa.table(
-                    {
-                        "table_name": pa.array([t for t, _, _, _ in new_cols], pa.string()),
-                        "column_name": pa.array([c for _, c, _, _ in new_cols], pa.string()),
-                        "json_path": pa.array([_path_to_json(p) for _, _, p, _ in new_cols], pa.string()),
-                        "data_type": pa.array([d for _, _, _, d in new_cols], pa.string()),
-                        "first_seen": pa.array([self.now] * len(new_cols), pa.timestamp("us")),
-                    }
-                ),
-                "*",
-            )
-        for t, c, d in changed:
+            plan = self._write_table(batch, table, tbl)
+            new_columns.extend((table, c, path, t) for c, path, t in plan.new_columns)
+            typed_columns.extend((table, c, t) for c, t in plan.typed_columns)
+        self._register_columns(new_columns)
+        for table, column, dtype in typed_columns:
             self.conn.execute(
                 f"UPDATE {COLUMNS_TABLE} SET data_type = ? WHERE table_name = ? AND column_name = ?",
-                [d, t, c],
+                [dtype, table, column],
             )
         if batch.quarantined:
-            self._insert_arrow(
-                QUARANTINE_TABLE,
-                pa.table(
-                    {
-                        "family": pa.array([q.family for q in batch.quarantined], pa.string()),
-                        "partition_key": pa.array([self.partition_key] * len(batch.quarantined), pa.string()),
-                        "record_key": pa.array([q.record_key for q in batch.quarantined], pa.string()),
-                        "reason": pa.array([q.reason for q in batch.quarantined], pa.string()),
-                        "document": pa.array([q.document for q in batch.quarantined], pa.string()),
-                        "quarantined_at": pa.array([self.now] * len(batch.quarantined), pa.timestamp("us")),
-                    }
-                ),
-                "*",
-            )
-            rep.quarantined += len(batch.quarantined)
+            self._quarantine(batch.quarantined)
 
     def _check_partition(self, batch: FlatBatch) -> None:
         assert self.partition_column is not None
@@ -375,145 +325,108 @@ class _FamilyWriter:
                 f"batch belongs to partition {value!r}, not to {self.partition_key!r} being replaced"
             )
 
-    def _write_table(
-        self,
-        batch: FlatBatch,
-        table: str,
-        tbl: pa.Table,
-        new_cols: list[tuple[str, str, Any, str | None]],
-        changed: list[tuple[str, str, str | None]],
-    ) -> None:
-        conn = self.conn
-        rep = self.report
-        path = batch.table_paths.get(table, ())
+    def _write_table(self, batch: FlatBatch, table: str, tbl: pa.Table) -> TablePlan:
+        """Plans what ``tbl`` needs of the warehouse, applies that, then inserts its rows."""
         parent = batch.parents.get(table)
         json_paths = batch.json_paths.get(table, {})
-        known = self.tables.get(table)
-        if known is not None and tuple(known[1]) != tuple(path):
-            raise ValueError(
-                f"table {table!r} holds JSON path {list(known[1])} in the warehouse but {list(path)} in "
-                "the batch: flatten with the registry from load_registry()"
-            )
-        paths = self.paths.setdefault(table, {})
-        seen = self.seen.setdefault(table, {})
-        paths_cf = {c.casefold(): c for c in paths}
-        batch_types: dict[str, str | None] = {}
-        for f in tbl.schema:
-            col = f.name
-            jp = json_paths.get(col)
-            owner = paths_cf.get(col.casefold(), _MISSING)
-            if owner is not _MISSING and (
-                owner != col or paths[owner] != (None if jp is None else tuple(jp))
-            ):
-                raise ValueError(
-                    f"column {col!r} of table {table!r} (JSON path {jp}) clashes with warehouse column "
-                    f"{owner!r} (JSON path {paths[owner]}): flatten with the registry from load_registry()"
-                )
-            dtype = None if is_typeless(tbl.column(col)) else duckdb_type(f.type)
-            if dtype is None and not is_typeless(tbl.column(col)):
-                dtype = self._describe_type(tbl, col)
-            batch_types[col] = dtype
-
-        existing = self._columns(table)
-        select: dict[str, str] = {}  # column -> expression when a cast is needed
-        if existing is None:
-            not_null = self._key_columns(table, parent)
-            self.memory.cover(table, len(batch_types))
-            create_table(conn, table, [(c, t or VARCHAR, c in not_null) for c, t in batch_types.items()])
-            self.types[table] = {c: t or VARCHAR for c, t in batch_types.items()}
-            if known is None:
-                conn.execute(
-                    f"INSERT INTO {TABLES_TABLE} VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [table, self.family.root_table, parent, _path_to_json(tuple(path)), self.now],
-                )
-                self.tables[table] = (parent, tuple(path))
-            rep.new_tables.append(table)
-            for c, t in batch_types.items():
-                if c in paths:  # the table was dropped by hand and is created anew
-                    changed.append((table, c, t))
-                else:
-                    new_cols.append((table, c, json_paths.get(c), t))
-                paths[c] = _tuple_or_none(json_paths.get(c))
-                seen[c] = t is not None
-        else:
-            if known is None:  # a table we did not create (e.g. by an older tool): adopt it
-                conn.execute(
-                    f"INSERT INTO {TABLES_TABLE} VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [table, self.family.root_table, parent, _path_to_json(tuple(path)), self.now],
-                )
-                self.tables[table] = (parent, tuple(path))
-            existing_cf = {c.casefold(): c for c in existing}
-            added = {c: t or VARCHAR for c, t in batch_types.items() if c.casefold() not in existing_cf}
-            self._add_columns(table, existing, added)
-            self.memory.cover(table, len(existing))
-            for c, t in batch_types.items():
-                if c in added:
-                    rep.new_columns.append((table, c))
-                    new_cols.append((table, c, json_paths.get(c), t))
-                    paths[c] = _tuple_or_none(json_paths.get(c))
-                    seen[c] = t is not None
-                    continue
-                have = existing_cf.get(c.casefold())
-                if have != c:
-                    raise ValueError(f"column {c!r} of table {table!r} exists as {have!r}")
-                if c not in paths:  # column of an adopted table
-                    new_cols.append((table, c, json_paths.get(c), existing[c]))
-                    paths[c] = _tuple_or_none(json_paths.get(c))
-                    seen[c] = True
-                old = existing[c]
-                if t is None or t == old:
-                    if t is None and old != VARCHAR:
-                        select[c] = f"CAST({quote_ident(c)} AS {old})"
-                    continue
-                if not seen.get(c, True):
-                    # the column held only NULLs so far: it takes the batch's type as it is
-                    alter_column_type(conn, table, c, old, t)
-                    rep.schema_changes.append(SchemaChange(table, c, "NULL", t))
-                    existing[c] = t
-                    seen[c] = True
-                    changed.append((table, c, t))
-                    continue
-                if (old == DOUBLE and t == BIGINT) or old == VARCHAR:
-                    select[c] = cast_expr(quote_ident(c), t, old)
-                    continue
-                wide = widened_type(old, t)
-                alter_column_type(conn, table, c, old, wide)
-                rep.schema_changes.append(SchemaChange(table, c, old, wide))
-                existing[c] = wide
-                changed.append((table, c, wide))
-                if wide != t:
-                    select[c] = cast_expr(quote_ident(c), t, wide)
-            # columns that got their first non-null value in this batch
-            for c, t in batch_types.items():
-                if t is not None and not seen.get(c, True):
-                    seen[c] = True
-                    if not any(x[0] == table and x[1] == c for x in changed):
-                        changed.append((table, c, existing[c]))
-
+        columns = {
+            f.name: BatchColumn(self._batch_type(tbl, f), _tuple_or_none(json_paths.get(f.name)))
+            for f in tbl.schema
+        }
+        plan = plan_table(
+            table,
+            parent=parent,
+            path=batch.table_paths.get(table, ()),
+            batch=columns,
+            state=self._table_state(table),
+            key_columns=self._key_columns(parent),
+        )
+        self._apply(plan)
         if tbl.num_rows:
-            exprs = "*"
-            if select:
-                exprs = ", ".join(
-                    f"{select[c]} AS {quote_ident(c)}" if c in select else quote_ident(c)
-                    for c in tbl.column_names
-                )
-            self._insert_arrow(table, tbl, exprs)
-        rep.rows_per_table[table] = rep.rows_per_table.get(table, 0) + tbl.num_rows
+            self._insert_arrow(table, tbl, plan.select(tbl.column_names))
+        self.report.rows_per_table[table] = self.report.rows_per_table.get(table, 0) + tbl.num_rows
+        return plan
+
+    def _apply(self, plan: TablePlan) -> None:
+        """The plan's DDL and ``_oe_tables`` row; the table's state becomes the plan's."""
+        table, rep, after = plan.table, self.report, plan.after
+        assert after.columns is not None
+        if plan.create is not None:
+            self.memory.cover(table, len(plan.create))
+            create_table(self.conn, table, plan.create)
+            rep.new_tables.append(table)
+        if plan.register is not None:
+            parent, path = plan.register
+            self.conn.execute(
+                f"INSERT INTO {TABLES_TABLE} VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [table, self.family.root_table, parent, _path_to_json(path), self.now],
+            )
+        if plan.create is None:
+            existing = self.state[table].columns
+            assert existing is not None
+            self._add_columns(table, existing, plan.add)
+            rep.new_columns.extend((table, column) for column in plan.add)
+            self.memory.cover(table, len(after.columns))
+        for retype in plan.retype:
+            alter_column_type(self.conn, table, retype.column, retype.from_type, retype.to_type)
+        rep.schema_changes.extend(plan.schema_changes)
+        self.state[table] = after
+
+    def _batch_type(self, tbl: pa.Table, f: pa.Field) -> str | None:
+        """The DuckDB type of a batch column's values (None: only NULLs)."""
+        if is_typeless(tbl.column(f.name)):
+            return None
+        return duckdb_type(f.type) or self._describe_type(tbl, f.name)
+
+    def _register_columns(self, new_columns: list[tuple[str, str, Any, str | None]]) -> None:
+        """Rows for ``_oe_columns``, inserted as Arrow: ``executemany`` was far slower for thousands
+        of new columns (``docs/bench/findings.md``, "Loader rules")."""
+        if not new_columns:
+            return
+        self._insert_arrow(
+            COLUMNS_TABLE,
+            pa.table(
+                {
+                    "table_name": pa.array([t for t, _, _, _ in new_columns], pa.string()),
+                    "column_name": pa.array([c for _, c, _, _ in new_columns], pa.string()),
+                    "json_path": pa.array([_path_to_json(p) for _, _, p, _ in new_columns], pa.string()),
+                    "data_type": pa.array([d for _, _, _, d in new_columns], pa.string()),
+                    "first_seen": pa.array([self.now] * len(new_columns), pa.timestamp("us")),
+                }
+            ),
+            "*",
+        )
+
+    def _quarantine(self, records: list[QuarantinedRecord]) -> None:
+        self._insert_arrow(
+            QUARANTINE_TABLE,
+            pa.table(
+                {
+                    "family": pa.array([q.family for q in records], pa.string()),
+                    "partition_key": pa.array([self.partition_key] * len(records), pa.string()),
+                    "record_key": pa.array([q.record_key for q in records], pa.string()),
+                    "reason": pa.array([q.reason for q in records], pa.string()),
+                    "document": pa.array([q.document for q in records], pa.string()),
+                    "quarantined_at": pa.array([self.now] * len(records), pa.timestamp("us")),
+                }
+            ),
+            "*",
+        )
+        self.report.quarantined += len(records)
 
     def _add_columns(self, table: str, existing: dict[str, str], added: dict[str, str]) -> None:
-        """Adds the ``added`` columns (name -> type) to ``table``; ``existing`` learns them.
+        """Adds the ``added`` columns (name -> type) after the ``existing`` ones of ``table``.
 
         ``ALTER TABLE ADD COLUMN`` keeps every earlier version of the table until the commit, so
-        k columns added to a table of w cost k * (w + k/2) column versions (measured: ~0.85 KB
-        each, outside DuckDB's memory limit; 5,000 keys on a small table took 25 s and 8.9 GB).
-        Beyond :data:`ALTER_BUDGET` the table is rebuilt with every column at once instead.
+        k columns added to a table of w cost k * (w + k/2) column versions, outside DuckDB's
+        memory limit (figures in ``docs/bench/findings.md``, "Loader rules"). Beyond
+        :data:`ALTER_BUDGET` the table is rebuilt with every column at once instead.
         """
         if len(added) * (len(existing) + len(added) // 2) > ALTER_BUDGET:
             self._rebuild(table, existing, added)
             return
         for column, dtype in added.items():
             add_column(self.conn, table, column, dtype)
-            existing[column] = dtype
 
     def _rebuild(self, table: str, existing: dict[str, str], added: dict[str, str]) -> None:
         """``table`` anew with ``added`` after its columns: its rows copied, except the partition's
@@ -542,12 +455,12 @@ class _FamilyWriter:
         ).fetchone()
         conn.execute(f"DROP TABLE {quote_ident(table)}")
         conn.execute(f"ALTER TABLE {quote_ident(wide)} RENAME TO {quote_ident(table)}")
-        existing.update(added)
         deleted = before - (int(copied[0]) if copied else 0)
         if deleted:
             self.report.deleted_rows[table] = deleted
 
-    def _key_columns(self, table: str, parent: str | None) -> set[str]:
+    def _key_columns(self, parent: str | None) -> set[str]:
+        """The columns that are NOT NULL in a table created anew."""
         if parent is None:
             return {self.family.root_key_natural_column}
         return {self.family.root_key_column, ROW_ID, PARENT_ROW_ID, POSITION}
@@ -585,44 +498,3 @@ def _same_partition(value: object, key: str) -> bool:
     if isinstance(value, date):
         return value.isoformat() == key
     return str(value) == key
-
-
-# ------------------------------------------------------------------------------ merge
-def merge_into(
-    conn: duckdb.DuckDBPyConnection,
-    target: str,
-    staging: pa.Table | str,
-    key_columns: list[str],
-    update_columns: list[str],
-) -> int:
-    """``MERGE INTO target`` from a staging relation (an arrow table or a table name).
-
-    Rows matching on ``key_columns`` get ``update_columns`` updated; other rows are inserted
-    by name. Returns the number of rows inserted or updated.
-    """
-    if not key_columns:
-        raise ValueError("merge_into needs at least one key column")
-    view: str | None = None
-    if isinstance(staging, str):
-        source = quote_ident(staging)
-    else:
-        view = f"__oe_staging_{next(_view_counter)}"
-        conn.register(view, staging)
-        source = quote_ident(view)
-    t, s = quote_ident(target), '"__oe_src"'
-    on = " AND ".join(f"{t}.{quote_ident(k)} = {s}.{quote_ident(k)}" for k in key_columns)
-    matched = (
-        "UPDATE SET " + ", ".join(f"{quote_ident(c)} = {s}.{quote_ident(c)}" for c in update_columns)
-        if update_columns
-        else "DO NOTHING"
-    )
-    sql = (
-        f"MERGE INTO {t} USING (SELECT * FROM {source}) AS {s} ON ({on}) "
-        f"WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT BY NAME"
-    )
-    try:
-        row = conn.execute(sql).fetchone()
-    finally:
-        if view is not None:
-            conn.unregister(view)
-    return int(row[0]) if row else 0

@@ -3,22 +3,44 @@
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import dagster as dg
+import duckdb
 from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckSpec
 
-from oe_assets.model.data_model import DataModel, ModelTable, Relation
-from oe_assets.model.integrity import IntegrityResult, check_primary_key, check_relation, table_exists
-from oe_assets.model.schema_file import DeclaredTable
+from oe_assets.model.data_model import DataModel
+from oe_assets.model.declaration import MODEL_FILE, ModelTable, Relation
+from oe_assets.model.integrity import IntegrityResult, check_primary_key, check_relation, undeclared_tables
 from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
 
 _SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
 TABLE_REF_LOADER = "duckdb_table_ref"
 
 
-@dg.input_manager(description="Gives a check the DuckDB table name of an upstream asset, loading no data.")
-def duckdb_table_ref(context: dg.InputContext) -> str:
-    return context.asset_key.path[-1]
+@dataclass(frozen=True)
+class SchemaDrift:
+    """What the schema-drift check compares the warehouse's tables with."""
+
+    declared: frozenset[str]
+
+
+Subject = ModelTable | Relation | SchemaDrift
+"""What one check guards: a table's primary key, a relation, or the declared tables."""
+
+
+def table_ref_loader(model: DataModel) -> dg.InputManagerDefinition:
+    """The input manager that gives a check the DuckDB table of an upstream asset, loading no data
+    (an asset's key is not its table's name: child tables have readable key paths)."""
+    tables = {_asset_key(model, t.name): t.name for t in model.tables}
+
+    @dg.input_manager(
+        description="Gives a check the DuckDB table name of an upstream asset, loading no data."
+    )
+    def duckdb_table_ref(context: dg.InputContext) -> str:
+        return tables[context.asset_key]
+
+    return duckdb_table_ref
 
 
 class TableCheckSpec(AssetCheckSpec):
@@ -32,12 +54,12 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
+def _asset_key(model: DataModel, table: str) -> dg.AssetKey:
+    return dg.AssetKey(model.declaration.asset_key(table))
+
+
 def _check_name(prefix: str, table: str) -> str:
     return f"{prefix}_" + _safe(table)
-
-
-def _relation_check_name(relation: Relation) -> str:
-    return _check_name("fk", relation.name)
 
 
 def _result(
@@ -57,66 +79,74 @@ def _result(
     )
 
 
-def build_checks(model: DataModel, declared: Sequence[DeclaredTable]) -> list[dg.AssetChecksDefinition]:
-    """One multi-asset check per guarded asset, so each runs right after its asset."""
-    specs: dict[str, list[tuple[dg.AssetCheckSpec, object]]] = defaultdict(list)
-    asset_tables = {t.name for t in model.tables if t.role != "raw"} | {
-        "raw_process_contexts",
-        "raw_execution_templates",
-        "raw_accounts",
-    }
-    for table in model.tables:
-        if table.name not in asset_tables:
-            continue
-        spec = TableCheckSpec(
-            name=_check_name("pk", table.name),
-            asset=table.name,
-            description=f"Primary key ({', '.join(table.primary_key)}) of {table.name} is unique and not null.",
-            blocking=table.role != "fact",
-        )
-        specs[table.name].append((spec, table))
-    for relation in model.relations:
-        spec = TableCheckSpec(
-            name=_relation_check_name(relation),
-            asset=relation.child_table,
-            description=(
-                f"[{relation.level}, {relation.severity}] {relation.child_table}.{', '.join(relation.child_columns)} -> "
-                f"{relation.parent_table}.{', '.join(relation.parent_columns)}"
-                + (" (1:1 both ways)" if relation.one_to_one else "")
-                + (f". {relation.description}" if relation.description else "")
-            ),
-            blocking=relation.blocking,
-            additional_deps=[relation.parent_table] if relation.parent_table != relation.child_table else [],
-        )
-        specs[relation.child_table].append((spec, relation))
-    declared_names = {t.name for t in declared}
-    drift_spec = TableCheckSpec(
-        name="schema_drift",
-        asset="execution_context",
-        description="Every child table seen in the data is declared in oe_assets/schema/tables.json (WARN).",
+def _primary_key_spec(model: DataModel, table: ModelTable) -> TableCheckSpec:
+    return TableCheckSpec(
+        name=_check_name("pk", table.name),
+        asset=_asset_key(model, table.name),
+        description=f"Primary key ({', '.join(table.primary_key)}) of {table.name} is unique and not null.",
+        blocking=table.role != "fact",
     )
-    specs["execution_context"].append((drift_spec, "drift"))
 
-    checks = []
-    for asset_name, items in specs.items():
-        checks.append(_build_check_group(asset_name, items, declared_names))
-    return checks
+
+def _relation_spec(model: DataModel, relation: Relation) -> TableCheckSpec:
+    parent = relation.parent_table
+    return TableCheckSpec(
+        name=_check_name("fk", relation.name),
+        asset=_asset_key(model, relation.child_table),
+        description=(
+            f"[{relation.level}, {relation.severity}] {relation.child_table}.{', '.join(relation.child_columns)} -> "
+            f"{parent}.{', '.join(relation.parent_columns)}"
+            + (" (1:1 both ways)" if relation.one_to_one else "")
+            + (f". {relation.description}" if relation.description else "")
+        ),
+        blocking=relation.blocking,
+        additional_deps=[_asset_key(model, parent)] if parent != relation.child_table else [],
+    )
+
+
+def _drift_spec(model: DataModel) -> TableCheckSpec:
+    return TableCheckSpec(
+        name="schema_drift",
+        asset=_asset_key(model, model.declaration.schema_drift_table),
+        description=f"Every child table seen in the data is declared in oe_assets/model/{MODEL_FILE.name} (WARN).",
+    )
+
+
+def build_checks(model: DataModel) -> list[dg.AssetChecksDefinition]:
+    """One multi-asset check per guarded table, so each runs right after its asset."""
+    specs: dict[str, list[tuple[TableCheckSpec, Subject]]] = defaultdict(list)
+    for table in model.tables:
+        specs[table.name].append((_primary_key_spec(model, table), table))
+    for relation in model.relations:
+        specs[relation.child_table].append((_relation_spec(model, relation), relation))
+    drift = SchemaDrift(frozenset(t.name for t in model.declaration.declared_tables))
+    specs[model.declaration.schema_drift_table].append((_drift_spec(model), drift))
+    return [_build_check_group(model, table, items) for table, items in specs.items()]
+
+
+def _evaluate(
+    conn: duckdb.DuckDBPyConnection, subject: Subject
+) -> tuple[IntegrityResult, dg.AssetCheckSeverity]:
+    if isinstance(subject, ModelTable):
+        return check_primary_key(conn, subject.name, subject.primary_key), dg.AssetCheckSeverity.ERROR
+    if isinstance(subject, Relation):
+        return check_relation(conn, subject), _SEVERITY[subject.severity]
+    return undeclared_tables(conn, subject.declared), dg.AssetCheckSeverity.WARN
 
 
 def _build_check_group(
-    asset_name: str, items: list[tuple[dg.AssetCheckSpec, object]], declared_names: set[str]
+    model: DataModel, table: str, items: Sequence[tuple[TableCheckSpec, Subject]]
 ) -> dg.AssetChecksDefinition:
     by_name = {spec.name: (spec, subject) for spec, subject in items}
-    parents = {s.parent_table for _, s in items if isinstance(s, Relation) and s.parent_table != asset_name}
-    tables = [asset_name, *sorted(parents)]
-    # Inputs instead of deps: Dagster derives dep input names from asset keys, which `$`/`&` break.
+    parents = {s.parent_table for _, s in items if isinstance(s, Relation) and s.parent_table != table}
+    # Inputs instead of deps: Dagster derives dep input names from asset keys, which JSON keys break.
     ins = {
-        f"table_{i}": dg.AssetIn(key=dg.AssetKey([t]), input_manager_key=TABLE_REF_LOADER)
-        for i, t in enumerate(tables)
+        f"table_{i}": dg.AssetIn(key=_asset_key(model, t), input_manager_key=TABLE_REF_LOADER)
+        for i, t in enumerate([table, *sorted(parents)])
     }
 
     @dg.multi_asset_check(
-        name=_check_name("checks", asset_name),
+        name=_check_name("checks", table),
         specs=[spec for spec, _ in items],
         can_subset=True,
         pool=DUCKDB_POOL,
@@ -128,26 +158,7 @@ def _build_check_group(
         with warehouse.get_connection() as conn:
             for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
                 spec, subject = by_name[check_key.name]
-                if isinstance(subject, ModelTable):
-                    outcome = check_primary_key(conn, subject.name, subject.primary_key)
-                    yield _result(check_key, outcome, dg.AssetCheckSeverity.ERROR, spec.description or "")
-                elif isinstance(subject, Relation):
-                    outcome = check_relation(conn, subject)
-                    yield _result(check_key, outcome, _SEVERITY[subject.severity], spec.description or "")
-                else:
-                    seen: list[str] = []
-                    if table_exists(conn, "_oe_tables"):
-                        seen = [
-                            str(r[0])
-                            for r in conn.execute("SELECT table_name FROM _oe_tables ORDER BY 1").fetchall()
-                        ]
-                    undeclared = [t for t in seen if t not in declared_names]
-                    outcome = IntegrityResult(
-                        not undeclared,
-                        len(undeclared),
-                        undeclared[:10],
-                        detail="undeclared tables: " + ", ".join(undeclared) if undeclared else "",
-                    )
-                    yield _result(check_key, outcome, dg.AssetCheckSeverity.WARN, spec.description or "")
+                outcome, severity = _evaluate(conn, subject)
+                yield _result(check_key, outcome, severity, spec.description or "")
 
     return check_group

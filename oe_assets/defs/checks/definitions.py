@@ -2,15 +2,15 @@
 
 import dagster as dg
 
-from oe_assets.defs.checks.checks import TABLE_REF_LOADER, build_checks, duckdb_table_ref
+from oe_assets.defs.checks.checks import TABLE_REF_LOADER, build_checks, table_ref_loader
 from oe_assets.model.data_model import build_data_model
-from oe_assets.model.schema_file import load_declared_tables
+from oe_assets.model.declaration import MODEL
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    declared = load_declared_tables()
+    model = build_data_model(MODEL)
     return dg.Definitions(
-        asset_checks=build_checks(build_data_model(declared), declared),
-        resources={TABLE_REF_LOADER: duckdb_table_ref},
+        asset_checks=build_checks(model),
+        resources={TABLE_REF_LOADER: table_ref_loader(model)},
     )
