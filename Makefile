@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: demo test lint typecheck unit ui simulator bench clean
+.PHONY: demo test lint typecheck pytest ui simulator bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 14))' || \
@@ -27,7 +27,8 @@ $(DAGSTER_HOME)/dagster.yaml: oe_assets/orchestration/dagster_instance.yaml
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/oe-assets demo
 
-test: lint typecheck unit
+# The whole suite (unit, integration, e2e) on every core: its tests are independent.
+test: lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check oe_assets oe_assets_tests
@@ -38,8 +39,8 @@ typecheck: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -m oe_assets.definitions
 	$(BIN)/dg check defs
 
-unit: $(STAMP)
-	$(BIN)/pytest
+pytest: $(STAMP)
+	$(BIN)/pytest -n auto --dist worksteal
 
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/oe-assets ui

@@ -40,7 +40,7 @@ def _today() -> date:
 
 
 def _default_warehouse() -> str:
-    return os.environ.get(settings.WAREHOUSE) or settings.DEFAULT_WAREHOUSE
+    return str(settings.Settings.from_env().warehouse)
 
 
 def _print_rows(rows: Mapping[str, int]) -> None:

@@ -28,7 +28,7 @@ def build_definitions(
     """The graph of ``oe_assets/defs``, built with ``config`` (default: the environment's
     settings) and with ``resources`` in place of the ones the settings describe."""
     with settings.overriding(config or settings.Settings.from_env()):
-        loaded = dg.load_from_defs_folder(project_root=PROJECT_ROOT)
+        loaded = dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
     return loaded if not resources else _with_resources(loaded, resources)
 
 
@@ -48,4 +48,4 @@ def _with_resources(defs: dg.Definitions, resources: Mapping[str, object]) -> dg
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.load_from_defs_folder(project_root=PROJECT_ROOT)
+    return dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)

@@ -40,7 +40,6 @@ from oe_assets.client.paginator import (
     KeysetPaginator,
     OrderBy,
     QueryNames,
-    format_ts,
 )
 from oe_assets.client.retry import (
     MEBIBYTE,
@@ -55,6 +54,7 @@ from oe_assets.client.retry import (
 )
 from oe_assets.client.transport import DeadlineTransport
 from oe_assets.config.secret import Secret, get_logger
+from oe_assets.core.timestamps import format_oe_timestamp
 
 logger = get_logger("oe_assets.client")
 
@@ -279,7 +279,7 @@ class OeClient:
         path = self._template_path(self.config.paths.process_contexts, template_id)
         params: dict[str, str | int] = {names.page_number: 1, names.page_size: 1}
         if query.updated_since is not None:
-            params[names.updated_since] = format_ts(query.updated_since)
+            params[names.updated_since] = format_oe_timestamp(query.updated_since)
         if status is not None:
             params[names.status] = status
         total = self._total_count(path, params, query.created_since, template_id)
@@ -294,7 +294,7 @@ class OeClient:
     ) -> int:
         names = self.config.query
         if created_since is not None:
-            params = {**params, names.created_since: format_ts(created_since)}
+            params = {**params, names.created_since: format_oe_timestamp(created_since)}
 
         def parse(answer: Answer) -> int:
             raw = self._checked(answer, path, template_id).headers.get(names.total_count_header, "").strip()

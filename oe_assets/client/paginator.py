@@ -29,7 +29,7 @@ import orjson
 
 from oe_assets.client.errors import OeBadResponseError
 from oe_assets.client.pages import Page, RejectedRecord
-from oe_assets.core.timestamps import parse_timestamp
+from oe_assets.core.timestamps import format_oe_timestamp, parse_timestamp
 
 OrderBy = Literal["created", "updated"]
 
@@ -103,7 +103,7 @@ class KeysetPaginator:
         other = query.updated_since if query.order_by == "created" else query.created_since
         other_name = names.updated_since if query.order_by == "created" else names.created_since
         if other is not None:
-            fixed[other_name] = format_ts(other)
+            fixed[other_name] = format_oe_timestamp(other)
         if query.status is not None:
             fixed[names.status] = query.status
         return fixed
@@ -115,7 +115,7 @@ class KeysetPaginator:
         params: dict[str, str | int] = dict(self._fixed)
         params[self._names.sort] = self._sort_value
         if self._cursor is not None:
-            params[self._since_name] = format_ts(self._cursor)
+            params[self._since_name] = format_oe_timestamp(self._cursor)
         params[self._names.page_number] = self.page_number
         params[self._names.page_size] = self.page_size
         return params
@@ -146,7 +146,7 @@ class KeysetPaginator:
             raise OeBadResponseError(
                 f"OE API answered {where} (page {self.page_number}) with a record whose "
                 f"{self._sort_value} lies before the {self._since_name} filter it was sent: the API "
-                f"does not honour {self._since_name}={format_ts(cursor)}; check OE_API_URL "
+                f"does not honour {self._since_name}={format_oe_timestamp(cursor)}; check OE_API_URL "
                 "and the query parameter settings.",
                 path=where,
                 page=self.page_number,
@@ -294,15 +294,6 @@ def _version(value: object) -> object:
     if isinstance(value, str):
         return value
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
-def format_ts(value: datetime) -> str:
-    """ISO-8601 UTC with milliseconds (microseconds when the value has them), ``Z`` suffix."""
-    v = value.astimezone(UTC) if value.tzinfo is not None else value
-    base = f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
-    if v.microsecond % 1000 == 0:
-        return f"{base}.{v.microsecond // 1000:03d}Z"
-    return f"{base}.{v.microsecond:06d}Z"
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:

@@ -68,10 +68,13 @@ def parse_oe_timestamp(value: object) -> datetime | None:
 
 
 def format_oe_timestamp(value: datetime) -> str:
-    """The API's own format: `2023-10-16T10:13:42.322Z`."""
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    """The API's own format, ``2023-10-16T10:13:42.322Z`` (microseconds when the value has them);
+    a naive value is taken as UTC."""
+    v = value.astimezone(UTC) if value.tzinfo is not None else value
+    base = f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+    if v.microsecond % 1000 == 0:
+        return f"{base}.{v.microsecond // 1000:03d}Z"
+    return f"{base}.{v.microsecond:06d}Z"
 
 
 def day_window(day: date) -> tuple[datetime, datetime]:

@@ -1,6 +1,6 @@
 """JSON documents -> Celonis-shaped tables (pure: pyarrow only).
 
-See ``reference/celonis-model.md`` for the naming rules and :mod:`oe_assets.flatten.naming`
+See ``docs/table-model.md`` for the naming rules and :mod:`oe_assets.flatten.naming`
 for the path conventions.
 """
 

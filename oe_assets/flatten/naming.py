@@ -1,4 +1,4 @@
-"""Table and column naming rules of ``reference/celonis-model.md``.
+"""Table and column naming rules of ``docs/table-model.md``.
 
 * An object's fields become columns named by their JSON path joined with ``$``
   (``metadata.updatedAt`` -> ``metadata$updatedAt``). JSON keys are kept exactly.

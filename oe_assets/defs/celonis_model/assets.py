@@ -75,7 +75,7 @@ def _outs(family: FamilyDeclaration) -> dict[str, dg.AssetOut]:
         output_name(table.name, i): dg.AssetOut(
             key=dg.AssetKey(table.asset_key),
             description=_DESCRIPTIONS.get(table.name) or describe_child(family, table),
-            kinds={"duckdb", "polars"} if table.parent is None else {"duckdb"},
+            kinds={"duckdb"},
             owners=OWNERS,
             tags={"layer": "celonis_model", "family": family.root_table, REFRESH_TAG: refresh},
             is_required=False,

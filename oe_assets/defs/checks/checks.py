@@ -113,15 +113,24 @@ def _drift_spec(model: DataModel) -> TableCheckSpec:
 
 
 def build_checks(model: DataModel) -> list[dg.AssetChecksDefinition]:
-    """One multi-asset check per guarded table, so each runs right after its asset."""
+    """One multi-asset check per table family (one per other guarded table): a family's tables are
+    written by one step, so its checks run right after it, in one step of their own."""
+    family_of = {t.name: t.family or t.name for t in model.tables}
     specs: dict[str, list[tuple[TableCheckSpec, Subject]]] = defaultdict(list)
     for table in model.tables:
-        specs[table.name].append((_primary_key_spec(model, table), table))
+        specs[family_of[table.name]].append((_primary_key_spec(model, table), table))
     for relation in model.relations:
-        specs[relation.child_table].append((_relation_spec(model, relation), relation))
+        specs[family_of[relation.child_table]].append((_relation_spec(model, relation), relation))
     drift = SchemaDrift(frozenset(t.name for t in model.declaration.declared_tables))
-    specs[model.declaration.schema_drift_table].append((_drift_spec(model), drift))
-    return [_build_check_group(model, table, items) for table, items in specs.items()]
+    specs[family_of[model.declaration.schema_drift_table]].append((_drift_spec(model), drift))
+    return [_build_check_group(model, group, items) for group, items in specs.items()]
+
+
+def _guarded_tables(items: Sequence[tuple[TableCheckSpec, Subject]]) -> list[str]:
+    """The tables a group's checks read: each check's own table, then the parents it joins."""
+    own = [s.name for _, s in items if isinstance(s, ModelTable)]
+    joined = [t for _, s in items if isinstance(s, Relation) for t in (s.child_table, s.parent_table)]
+    return list(dict.fromkeys([*own, *joined]))
 
 
 def _evaluate(
@@ -135,18 +144,17 @@ def _evaluate(
 
 
 def _build_check_group(
-    model: DataModel, table: str, items: Sequence[tuple[TableCheckSpec, Subject]]
+    model: DataModel, group: str, items: Sequence[tuple[TableCheckSpec, Subject]]
 ) -> dg.AssetChecksDefinition:
     by_name = {spec.name: (spec, subject) for spec, subject in items}
-    parents = {s.parent_table for _, s in items if isinstance(s, Relation) and s.parent_table != table}
     # Inputs instead of deps: Dagster derives dep input names from asset keys, which JSON keys break.
     ins = {
         f"table_{i}": dg.AssetIn(key=_asset_key(model, t), input_manager_key=TABLE_REF_LOADER)
-        for i, t in enumerate([table, *sorted(parents)])
+        for i, t in enumerate(_guarded_tables(items))
     }
 
     @dg.multi_asset_check(
-        name=_check_name("checks", table),
+        name=_check_name("checks", group),
         specs=[spec for spec, _ in items],
         can_subset=True,
         pool=DUCKDB_POOL,

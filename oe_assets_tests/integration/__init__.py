@@ -1,0 +1,1 @@
+"""Parts working together in one process: the simulator over HTTP, DuckDB files, Dagster runs."""

@@ -1,0 +1,1 @@
+"""What the tests share: servers (the hostile API), helpers, and the fixtures (pytest plugins)."""

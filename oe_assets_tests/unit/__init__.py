@@ -1,0 +1,1 @@
+"""Pure functions and objects: no server, no file, no run."""
