@@ -161,9 +161,9 @@ def _relation(name: str, spec: dict[str, Any]) -> Relation:
 
 def _key_problems(model: ModelDeclaration) -> Iterator[str]:
     """Keys must be unique, extend their parent's key (the catalog's folders follow the lineage),
-    and differ from their siblings' in the last part (the name the lineage graph shows)."""
+    and differ from every other table's in the last part (the name the lineage graph shows)."""
     keys: dict[str, AssetKeyPath] = {}
-    last_parts: set[tuple[str | None, str]] = set()
+    last_parts: set[str] = set()
     for table in model.declared_tables:
         parent_key = keys.get(table.parent) if table.parent else ()
         if parent_key is None:
@@ -172,10 +172,10 @@ def _key_problems(model: ModelDeclaration) -> Iterator[str]:
             yield f"the asset key of {table.name} does not extend its parent's {list(parent_key)}"
         if table.asset_key in keys.values():
             yield f"{table.name} has the asset key {list(table.asset_key)} of another table"
-        if (table.parent, table.asset_key[-1]) in last_parts:
-            yield f"{table.name} has the same last key part as a sibling: {table.asset_key[-1]!r}"
+        if table.asset_key[-1] in last_parts:
+            yield f"{table.name} shows the same name in the lineage as another table: {table.asset_key[-1]!r}"
         keys[table.name] = table.asset_key
-        last_parts.add((table.parent, table.asset_key[-1]))
+        last_parts.add(table.asset_key[-1])
 
 
 MODEL = load_model()

@@ -3,23 +3,24 @@
 Each declared child table becomes its own asset in the lineage graph; tables that land without
 being declared are named by the schema-drift check. A table already declared keeps its asset key.
 A new one gets its parent's key, the object keys between the parent row and its array, and the
-array's name (``["execution_context", "context", "celonis_postaction_feedback", "quotes"]``): the
-lineage graph shows the last part, so when arrays of one parent share a name, each of them puts
-the first object key where their paths differ in front (``quote.requested.items`` beside
-``fetch_inventory.items``).
+name the lineage graph shows (the key's last part), which no other table of the graph shows:
+the array's name (``quotes``); for an array inside an array, the outer array's name too
+(``priceBreaks.value``); when arrays elsewhere share the name, the first JSON key where their paths
+differ (``quote.requested.items`` beside ``fetch_inventory.items``).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from oe_assets.flatten.naming import VALUE_COLUMN, ColumnPath, relative_table_path, segment
-from oe_assets.model.declaration import MODEL, MODEL_FILE, AssetKeyPath, ModelDeclaration
+from oe_assets.flatten.naming import VALUE_COLUMN, TablePath, relative_table_path, segment
+from oe_assets.model.declaration import MODEL, MODEL_FILE, ModelDeclaration
 
 ChildEntry = dict[str, Any]
 """A child table as the file declares it: ``{"table", "parent", "asset_key"}``."""
@@ -30,64 +31,65 @@ def infer_declared_tables(
 ) -> dict[str, list[ChildEntry]]:
     """Child tables per family as recorded in the warehouse's `_oe_tables`, with their asset keys."""
     rows = conn.execute(
-        "SELECT family, table_name, parent_table, json_path FROM _oe_tables "
+        "SELECT family, table_name, parent_table, json_path FROM _oe_tables WHERE parent_table IS NOT NULL "
         "ORDER BY family, length(table_name), table_name"
     ).fetchall()
-    paths = {str(table): tuple(json.loads(path)) for _, table, _, path in rows if path is not None}
+    tables = {str(t): (str(fam), str(parent), tuple(json.loads(path))) for fam, t, parent, path in rows}
     known = {t.name: t.asset_key for t in model.declared_tables}
-    families: dict[str, list[ChildEntry]] = {}
-    for family in model.families:
-        relpaths = {
-            str(table): relative_table_path(paths[table], paths.get(parent, ()), parent == family.root_table)
-            for fam, table, parent, _ in rows
-            if fam == family.root_table and parent is not None
-        }
-        parents = {str(table): str(parent) for fam, table, parent, _ in rows if str(table) in relpaths}
-        keys = assign_asset_keys(family.root_table, parents, relpaths, known)
-        families[family.root_table] = [
-            {"table": table, "parent": parents[table], "asset_key": list(keys[table])} for table in relpaths
-        ]
+    names = shown_names({t: path for t, (_, _, path) in tables.items()}, {t: k[-1] for t, k in known.items()})
+    keys: dict[str, tuple[str, ...]] = {f.root_table: (f.root_table,) for f in model.families}
+    for table, (_, parent, path) in tables.items():  # parents come first: shorter names
+        parent_path = tables[parent][2] if parent in tables else ()
+        hops = relative_table_path(path, parent_path, parent not in tables)[:-1]
+        keys[table] = known.get(table) or (*keys[parent], *(segment(h) for h in hops), names[table])
+    families: dict[str, list[ChildEntry]] = {f.root_table: [] for f in model.families}
+    for table, (family, parent, _) in tables.items():
+        families[family].append({"table": table, "parent": parent, "asset_key": list(keys[table])})
     return families
 
 
-def assign_asset_keys(
-    root_table: str,
-    parents: Mapping[str, str],
-    relpaths: Mapping[str, ColumnPath],
-    known: Mapping[str, AssetKeyPath],
-) -> dict[str, AssetKeyPath]:
-    """Asset keys of a family's child tables (given parents first), known ones kept as declared."""
-    keys: dict[str, AssetKeyPath] = {root_table: (root_table,)}
-    for parent in dict.fromkeys(parents.values()):
-        siblings = [table for table in parents if parents[table] == parent]
-        names = _last_parts(siblings, relpaths, {t: known[t][-1] for t in siblings if t in known})
-        for table in siblings:
-            hops = tuple(segment(hop) for hop in relpaths[table][:-1])
-            keys[table] = known.get(table) or (*keys[parent], *hops, names[table])
-    return keys
-
-
-def _plain_name(relpath: ColumnPath) -> str:
-    """The array's own name; an array inside an array is ``value``, as in its table's name."""
-    return segment(relpath[-1]) if relpath else VALUE_COLUMN
-
-
-def _last_parts(
-    siblings: Sequence[str], relpaths: Mapping[str, ColumnPath], known: Mapping[str, str]
-) -> dict[str, str]:
-    """The name each new sibling shows in the lineage: its array's name, unless another sibling's
-    array has that name too; then the first object key where their paths differ, a dot, the name."""
-    plain = {table: _plain_name(relpaths[table]) for table in siblings}
+def shown_names(paths: Mapping[str, TablePath], known: Mapping[str, str]) -> dict[str, str]:
+    """The name each table shows in the lineage graph (see the module's docstring); declared
+    tables keep theirs. ``paths`` are the tables' JSON paths (``None`` = each element of an array)."""
+    plain = {table: _array_name(path) for table, path in paths.items()}
+    repeated = Counter(plain.values())
     names = dict(known)
-    for table in siblings:
+    for table, path in paths.items():
         if table in known:
             continue
-        alike = [relpaths[t][:-1] for t in siblings if t != table and plain[t] == plain[table]]
-        hops = relpaths[table][:-1]
-        distinct = [i for i in range(len(hops)) if all(other[: i + 1] != hops[: i + 1] for other in alike)]
-        name = f"{segment(hops[distinct[0]])}.{plain[table]}" if alike and distinct else plain[table]
+        name = plain[table]
+        if name == VALUE_COLUMN:
+            name = f"{_outer_array(path)}.{name}"
+        elif repeated[name] > 1:
+            others = [_hops(p) for t, p in paths.items() if t != table and plain[t] == name]
+            qualifier = _first_difference(_hops(path), others)
+            name = f"{qualifier}.{name}" if qualifier else name
         names[table] = table if name in names.values() else name
     return names
+
+
+def _array_name(path: TablePath) -> str:
+    """The array's own name; an array inside an array is ``value``, as in its table's name."""
+    return segment(path[-1]) if path and path[-1] is not None else VALUE_COLUMN
+
+
+def _outer_array(path: TablePath) -> str:
+    """The name of the array an array-in-an-array sits in (the last key before its elements)."""
+    return segment(next(k for k in reversed(path) if k is not None))
+
+
+def _hops(path: TablePath) -> tuple[str, ...]:
+    """The JSON keys before the array's own name."""
+    keys = [segment(k) for k in path if k is not None]
+    return tuple(keys[:-1])
+
+
+def _first_difference(hops: tuple[str, ...], others: list[tuple[str, ...]]) -> str:
+    """The first key of ``hops`` where it parts from every other path (else its last key)."""
+    for i, key in enumerate(hops):
+        if all(other[: i + 1] != hops[: i + 1] for other in others):
+            return key
+    return hops[-1] if hops else ""
 
 
 def write_schema_file(families: Mapping[str, Sequence[ChildEntry]], path: Path = MODEL_FILE) -> None:

@@ -15,7 +15,7 @@ from oe_assets.flatten import CONTEXTS, FAMILIES, TEMPLATES, Flattener
 from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS
 from oe_assets.model.declaration import MODEL, MODEL_FILE, load_model
-from oe_assets.model.schema_file import assign_asset_keys, infer_declared_tables, write_schema_file
+from oe_assets.model.schema_file import infer_declared_tables, shown_names, write_schema_file
 from oe_assets.simulator import World
 from oe_assets.warehouse import load_registry, replace_all
 
@@ -38,32 +38,32 @@ def test_a_child_tables_key_is_its_json_path_under_its_parent() -> None:
     assert keys["execution_context"] == ("execution_context",)
     assert keys[quotes] == ("execution_context", "context", "celonis_postaction_feedback", "quotes")
     assert keys[quotes + "$lines"] == (*keys[quotes], "lines")
-    assert keys[quotes + "$priceBreaks$value"] == (*keys[quotes], "priceBreaks", "value")
+    assert keys[quotes + "$priceBreaks$value"] == (*keys[quotes], "priceBreaks", "priceBreaks.value")
     assert keys["execution_templates$trigger"] == ("execution_templates", "trigger")
     # two arrays of one parent named `items`: each shows where it comes from
     assert keys["execution_context$context&quote.requested$items"][-1] == "quote.requested.items"
     assert keys["execution_context$context&fetch_inventory&result$items"][-1] == "fetch_inventory.items"
 
 
-def test_sibling_arrays_sharing_a_name_get_the_object_key_that_tells_them_apart() -> None:
-    parents = {"a": "root", "b": "root", "a_value": "a"}
-    relpaths = {"a": ITEMS_OF_A_QUOTE, "b": ITEMS_IN_STOCK, "a_value": ()}
-    keys = assign_asset_keys("root", parents, relpaths, {})
-    assert keys["a"] == ("root", "context", "quote.requested", "quote.requested.items")
-    assert keys["b"] == ("root", "context", "fetch_inventory", "result", "fetch_inventory.items")
-    assert keys["a_value"] == (*keys["a"], "value")  # an array inside an array
+def test_arrays_sharing_a_name_show_the_json_key_that_tells_them_apart() -> None:
+    paths = {"a": ITEMS_OF_A_QUOTE, "b": ITEMS_IN_STOCK, "a_value": (*ITEMS_OF_A_QUOTE, None)}
+    names = shown_names(paths, {})
+    assert names["a"] == "quote.requested.items"
+    assert names["b"] == "fetch_inventory.items"
+    assert names["a_value"] == "items.value"  # an array inside an array shows the array it sits in
 
 
-def test_a_declared_key_never_changes_when_a_sibling_with_the_same_name_appears() -> None:
-    known = {"a": ("root", "context", "quote.requested", "items")}
-    keys = assign_asset_keys(
-        "root", {"a": "root", "b": "root"}, {"a": ITEMS_OF_A_QUOTE, "b": ITEMS_IN_STOCK}, known
-    )
-    assert keys["a"] == known["a"]
-    assert keys["b"][-1] == "fetch_inventory.items"
+def test_a_declared_name_never_changes_when_an_array_with_the_same_name_appears() -> None:
+    names = shown_names({"a": ITEMS_OF_A_QUOTE, "b": ITEMS_IN_STOCK}, {"a": "items"})
+    assert names == {"a": "items", "b": "fetch_inventory.items"}
     # an array directly at the row beside one deeper down: the deeper one is qualified
-    keys = assign_asset_keys("root", {"a": "root", "b": "root"}, {"a": ("items",), "b": ("x", "items")}, {})
-    assert (keys["a"][-1], keys["b"][-1]) == ("items", "x.items")
+    names = shown_names({"a": ("items",), "b": ("x", "items")}, {})
+    assert (names["a"], names["b"]) == ("items", "x.items")
+
+
+def test_no_two_tables_of_the_model_show_the_same_name_in_the_lineage() -> None:
+    shown = [t.asset_key[-1] for t in MODEL.declared_tables]
+    assert len(shown) == len(set(shown))
 
 
 def _warehouse_of(world: World) -> duckdb.DuckDBPyConnection:
@@ -130,7 +130,10 @@ def _lines_come_first(children: dict[str, dict]) -> None:
     ("change", "problem"),
     [
         (_lines_take_the_key_of_price_breaks, "of another table"),
-        (_items_show_the_name_of_their_sibling, "same last key part as a sibling: 'quote.requested.items'"),
+        (
+            _items_show_the_name_of_their_sibling,
+            "the same name in the lineage as another table: 'quote.requested.items'",
+        ),
         (_lines_leave_their_parent, "does not extend its parent's"),
         (_lines_come_first, "is declared before its parent"),
     ],
