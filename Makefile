@@ -36,7 +36,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mypy
-	$(BIN)/dagster definitions validate -m oe_assets.definitions
+	$(BIN)/dagster definitions validate -w workspace.yaml
 	$(BIN)/dg check defs
 
 pytest: $(STAMP)

@@ -19,11 +19,14 @@ from typing import TYPE_CHECKING
 from oe_assets.config import settings
 
 if TYPE_CHECKING:
+    from oe_assets.celonis_simulator import CelonisSimulatorServer
     from oe_assets.orchestration.runner import GraphRunReport
+    from oe_assets.simulator import SimulatorServer
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 DEMO_QUERY = "SELECT status, count(*) AS contexts FROM execution_context GROUP BY status ORDER BY status"
 _TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY table_name"
+CELONIS_POOL_FILE = "celonis_pool.duckdb"  # the demo's stand-in pool, beside the warehouse
 ENV_FILE = ".env"  # where `dagster dev` (`make ui`) looks, in the folder it runs in
 
 
@@ -77,36 +80,67 @@ def cmd_demo(args: argparse.Namespace) -> int:
         port=args.port if args.live else 0,
         clock_rate=args.clock_rate if args.live else 0.0,
     ).start()
+    celonis = None if args.no_celonis else _start_celonis(warehouse.parent / CELONIS_POOL_FILE)
     try:
         config = settings.Settings(
-            api=settings.ApiSettings(api_url=server.url), warehouse=warehouse, start_date=first
+            api=settings.ApiSettings(api_url=server.url),
+            warehouse=warehouse,
+            start_date=first,
+            celonis=_demo_destination(celonis),
         )
-        # The resources take the credentials with Dagster's EnvVar, which reads this process's
-        # environment: the runs' storage then holds the variables' names, never the values.
-        credentials = {settings.CLIENT_ID: server.client_id, settings.CLIENT_SECRET: server.client_secret}
+        credentials = _demo_credentials(server, celonis)
         os.environ.update(credentials)
         from oe_assets.definitions import build_definitions
 
         print(
             f"OE simulator at {server.url}: {args.days} whole days of process contexts "
             f"(created {first} 00:00 .. {today} 00:00 UTC, seed {args.seed}, {args.contexts_per_day} a day)\n"
-            f"Materializing the partitions {first} .. {today} into {warehouse}"
+            + (f"Celonis stand-in at {celonis.url}, its data pool in {celonis.pool_db}\n" if celonis else "")
+            + f"Materializing the partitions {first} .. {today} into {warehouse}"
         )
         report = run_whole_graph(build_definitions(config=config), first, today)
         if not report.success:
             raise RunFailed(report.failure or "the run failed", report.failure_details)
-        _print_summary(warehouse, report)
+        _print_summary(warehouse, report, celonis.pool_counts() if celonis else None)
         recorded = _record_start_date(first)
         if args.live:
             print(f"\n{recorded}")
             return _serve_live(server.url, args, config, credentials, home)
     finally:
         server.stop()
+        if celonis is not None:
+            celonis.stop()
     _print_next_steps(args, first, today, report.run_ids, home, recorded)
     return 0
 
 
-def _print_summary(warehouse: Path, report: GraphRunReport) -> None:
+def _demo_credentials(server: SimulatorServer, celonis: CelonisSimulatorServer | None) -> dict[str, str]:
+    """The resources take the credentials with Dagster's EnvVar, which reads this process's
+    environment: the runs' storage then holds the variables' names, never the values."""
+    credentials = {settings.CLIENT_ID: server.client_id, settings.CLIENT_SECRET: server.client_secret}
+    if celonis is not None:
+        credentials[settings.CELONIS_CLIENT_ID] = celonis.client_id
+        credentials[settings.CELONIS_CLIENT_SECRET] = celonis.client_secret
+    return credentials
+
+
+def _start_celonis(pool_db: Path) -> CelonisSimulatorServer:
+    """The Celonis stand-in for the demo, with an empty pool (as the OE simulator starts afresh)."""
+    from oe_assets.celonis_simulator import CelonisSimulatorServer
+
+    for leftover in pool_db.parent.glob(pool_db.name + "*"):
+        if leftover.is_file():
+            leftover.unlink()
+    return CelonisSimulatorServer(pool_db=pool_db).start()
+
+
+def _demo_destination(celonis: CelonisSimulatorServer | None) -> settings.CelonisSettings:
+    if celonis is None:
+        return settings.CelonisSettings()
+    return settings.CelonisSettings(url=celonis.url, pool_id=celonis.pool_id, auth="oauth")
+
+
+def _print_summary(warehouse: Path, report: GraphRunReport, pool: Mapping[str, int] | None) -> None:
     from oe_assets.warehouse.reading import reading
     from oe_assets.warehouse.sql import quote_ident
 
@@ -116,13 +150,26 @@ def _print_summary(warehouse: Path, report: GraphRunReport) -> None:
             name: int(conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchall()[0][0])
             for name in tables
         }
-    print(f"\nWarehouse {warehouse}:")
-    _print_rows(rows)
+    if pool is None:
+        print(f"\nWarehouse {warehouse}:")
+        _print_rows(rows)
+    else:
+        print(f"\nWarehouse {warehouse} and the Celonis data pool (rows):")
+        _print_rows_beside_pool(rows, pool)
     failed = [c for c in report.checks if not c.passed]
     guarded = len({c.asset for c in report.checks})
     print(f"\nChecks: {len(report.checks) - len(failed)} passed, {len(failed)} failed, on {guarded} tables")
     for check in failed:
         print(f"  FAIL ({check.severity}, {check.offending_rows} rows)  {check.asset} :: {check.name}")
+
+
+def _print_rows_beside_pool(rows: Mapping[str, int], pool: Mapping[str, int]) -> None:
+    """`name  warehouse  pool`; a table that is not delivered shows `-` in the pool's column."""
+    width = max((len(name) for name in rows), default=0)
+    print(f"  {'table':<{width}}  {'warehouse':>9}  {'pool':>9}")
+    for name, count in rows.items():
+        in_pool = str(pool[name]) if name in pool else "-"
+        print(f"  {name:<{width}}  {count:>9}  {in_pool:>9}")
 
 
 def _record_start_date(first: date) -> str:
@@ -150,6 +197,9 @@ def _print_next_steps(
         "Open the UI with `make ui` (dagster dev with the same DAGSTER_HOME), then http://127.0.0.1:3000\n"
         f'Query the warehouse: {_own_command()} sql{warehouse} "{DEMO_QUERY}"'
     )
+    if not args.no_celonis:
+        pool = Path(args.warehouse).parent / CELONIS_POOL_FILE
+        print(f'What Celonis would hold: {_own_command()} sql --warehouse {pool} "{DEMO_QUERY}"')
 
 
 def _own_command() -> str:
@@ -333,6 +383,12 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def cmd_celonis_simulator(args: argparse.Namespace) -> int:
+    from oe_assets.celonis_simulator.cli import serve
+
+    return serve(args)
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from oe_assets.orchestration.dagster_dev import check_port_free, run_dagster_dev
     from oe_assets.orchestration.runner import ensure_dagster_home
@@ -375,6 +431,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         extraction=not args.skip_extraction,
         probe=not args.skip_probe,
         writer_alone=not args.skip_writer_alone,
+        skip_push=args.skip_push,
         incremental_contexts_per_day=args.api_contexts_per_day,
         extraction_contexts_per_day=args.api_contexts_per_day,
         repeat=args.repeat,
@@ -401,6 +458,9 @@ def _add_demo(sub: _Commands) -> None:
     demo.add_argument("--contexts-per-day", type=int, default=60)
     demo.add_argument(
         "--live", action="store_true", help="then keep the simulator's clock moving and run dagster dev"
+    )
+    demo.add_argument(
+        "--no-celonis", action="store_true", help="do not start the Celonis stand-in nor push to it"
     )
     demo.add_argument("--port", type=int, default=8765, help="simulator port with --live")
     demo.add_argument("--ui-port", type=int, default=3000, help="dagster dev port with --live")
@@ -463,6 +523,16 @@ def _add_simulator_and_ui(sub: _Commands) -> None:
     ui.set_defaults(func=cmd_ui)
 
 
+def _add_celonis_simulator(sub: _Commands) -> None:
+    from oe_assets.celonis_simulator.cli import DESCRIPTION, add_arguments
+
+    sim = sub.add_parser(
+        "celonis-simulator", help="serve the Celonis stand-in until interrupted", description=DESCRIPTION
+    )
+    add_arguments(sim)
+    sim.set_defaults(func=cmd_celonis_simulator)
+
+
 def _add_schema_and_model(sub: _Commands) -> None:
     schema = sub.add_parser(
         "schema", help="regenerate the child tables of the data-model file (oe_assets/model/model.json)"
@@ -514,6 +584,11 @@ def _add_bench(sub: _Commands) -> None:
         action="store_true",
         help="skip timing our writer alone (batches flattened beforehand) on the comparison size",
     )
+    bench.add_argument(
+        "--skip-push",
+        action="store_true",
+        help="skip pushing the comparison size's warehouse into the Celonis stand-in",
+    )
     bench.set_defaults(func=cmd_bench)
 
 
@@ -528,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_materialize_and_prune,
         _add_sql,
         _add_simulator_and_ui,
+        _add_celonis_simulator,
         _add_schema_and_model,
         _add_bench,
     ):

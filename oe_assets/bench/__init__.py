@@ -12,7 +12,9 @@ Each loader runs in its own process on the same JSONL file of generated process 
 * :mod:`oe_assets.bench.writer_alone` and :mod:`oe_assets.bench.native_probe` time the two
   ceilings beside our loader: our writer with nothing to wait for, and DuckDB alone,
 * :mod:`oe_assets.bench.incremental` and :mod:`oe_assets.bench.extraction` measure the cost of
-  refreshing one day and the client's overhead over HTTP against the simulator.
+  refreshing one day and the client's overhead over HTTP against the simulator,
+* :mod:`oe_assets.bench.celonis_push` pushes our warehouse of the comparison size into the Celonis
+  stand-in (served in its process) and times it.
 
 dlt is a benchmark-only dependency (the ``bench`` extra), imported only by ``dlt_peer``.
 """

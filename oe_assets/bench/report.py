@@ -14,6 +14,7 @@ THROUGHPUT_TARGET = 10.0  # ours/dlt contexts/s at the comparison size
 RSS_LIMIT_1M = 2 * 1024**3  # peak RSS of ours at 1M contexts
 INCREMENTAL_TARGET = 1.5  # refresh of one day: long (30-day) history / 1-day history
 EXTRACTION_TARGET = 1.25  # our client's time / a bare httpx loop's time
+PUSH_TARGET = 0.5  # Celonis push of the comparison size's warehouse / our flatten + load (wall) time
 
 Report = dict[str, Any]
 
@@ -107,9 +108,35 @@ def _client_overhead(ext: Report) -> dict[str, Any]:
     )
 
 
+def _push_cost(main: Report) -> dict[str, Any]:
+    push = main["celonis_push"]
+    ratio = push["ratio_to_ours"]
+    return _target(
+        f"Celonis push of the {main['contexts']:,} contexts' warehouse / our flatten + load",
+        f"<= {PUSH_TARGET:g}",
+        f"{_num(ratio, 2)} ({push['seconds_push']:,.1f} s vs {push['ours_wall_seconds']:,.1f} s)",
+        ratio is not None and ratio <= PUSH_TARGET,
+    )
+
+
+def _push_rows(main: Report) -> dict[str, Any]:
+    push = main["celonis_push"]
+    return _target(
+        "row counts of the stand-in's pool equal to the warehouse's",
+        "all pushed tables",
+        f"{push['tables_rows_equal']}/{push['tables_pushed']} tables, {push['rows_pushed']:,} rows pushed",
+        push["tables_rows_equal"] == push["tables_pushed"] and not push["tables_rows_different"],
+    )
+
+
 def _compared_with_dlt(report: Report) -> Report | None:
     main = report.get("comparison")
     return main if main and main.get("dlt") else None
+
+
+def _pushed(report: Report) -> Report | None:
+    main = report.get("comparison")
+    return main if main and main.get("celonis_push") else None
 
 
 def _million_run(report: Report) -> Report | None:
@@ -120,6 +147,8 @@ _TARGETS: tuple[tuple[Callable[[Report], Report | None], Callable[[Report], dict
     (_compared_with_dlt, _throughput),
     (_compared_with_dlt, _peak_rss),
     (_compared_with_dlt, _rows_equal),
+    (_pushed, _push_cost),
+    (_pushed, _push_rows),
     (_million_run, _million),
     (lambda report: report.get("incremental"), _refresh),
     (lambda report: report.get("extraction"), _client_overhead),
@@ -240,6 +269,29 @@ def _writer_alone(main: Report) -> list[str]:
     ]
 
 
+def _push(main: Report) -> list[str]:
+    push = main.get("celonis_push")
+    if not push:
+        return []
+    absent = f", {len(push['tables_absent'])} absent" if push["tables_absent"] else ""
+    undeclared = push["warehouse_tables_not_declared"]
+    not_pushed = f"; {len(undeclared)} tables of ours not in the model, not pushed" if undeclared else ""
+    rows = _equal(not push["tables_rows_different"], "the warehouse's")
+    return [
+        f"Celonis push into the stand-in: {push['seconds_push']:,.1f} s ({push['seconds_plan']:,.1f} s of it "
+        f"planning: diff + Parquet), {push['parquet_bytes'] / 1e6:,.1f} MB of Parquet, "
+        f"{_num(push['rows_per_second'])} rows/s; {_num(push['ratio_to_ours'], 2)}x our flatten + load "
+        f"({push['ours_wall_seconds']:,.1f} s)",
+        f"  {push['rows_pushed']:,} of the warehouse's {push['warehouse_rows']:,} rows, "
+        f"{push['tables_pushed']} of the model's {push['tables_declared']} tables{absent}{not_pushed}; "
+        f"pool rows {rows} in {push['tables_rows_equal']}/{push['tables_pushed']} tables",
+        f"  then data model + reload {push['seconds_model_reload']:,.1f} s; the unchanged warehouse pushed "
+        f"again: {push['seconds_unchanged_push']:,.1f} s ({push['tables_unchanged_on_second_push']} tables "
+        f"unchanged); whole process {push['wall_seconds']:,.1f} s, peak RSS {megabytes(push['peak_rss_bytes'])} "
+        "(the stand-in's too)",
+    ]
+
+
 def _comparison(main: Report | None) -> list[str]:
     if not main:
         return []
@@ -253,6 +305,7 @@ def _comparison(main: Report | None) -> list[str]:
         *_family_rows(main["rows"]),
         *_probe(main),
         *_writer_alone(main),
+        *_push(main),
     ]
 
 

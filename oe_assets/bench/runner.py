@@ -6,7 +6,9 @@ For each size N (``--contexts`` and every ``--scale`` size):
 2. ``oe_assets.bench.ours`` loads the file into a fresh DuckDB with the assets' write path,
 3. ``oe_assets.bench.dlt_peer`` loads the same file with dlt (parquet loader), for N up to
    ``--dlt-max-contexts`` and unless ``--skip-dlt``,
-4. the rows of every table of both warehouses are counted and matched by JSON path.
+4. the rows of every table of both warehouses are counted and matched by JSON path,
+5. at the comparison size, ``oe_assets.bench.celonis_push`` pushes our warehouse into the Celonis
+   stand-in (unless ``--skip-push``).
 
 Then the incremental and extraction measurements run against simulators served by this process.
 Everything is written as JSON (``--out``); :mod:`oe_assets.bench.report` judges the targets and
@@ -75,6 +77,8 @@ class BenchConfig:
     """also load the comparison size with the DuckDB-only probe (``oe_assets.bench.native_probe``)"""
     writer_alone: bool = True
     """also time our writer alone on the comparison size (``oe_assets.bench.writer_alone``)"""
+    skip_push: bool = False
+    """do not push the comparison size's warehouse into the Celonis stand-in (``oe_assets.bench.celonis_push``)"""
 
 
 Echo = Callable[[str], None]
@@ -225,6 +229,28 @@ def _run_writer_alone(
     }
 
 
+def _run_push(work: Path, n: int, result: dict[str, Any], echo: Echo) -> dict[str, Any]:
+    """Push our warehouse into the Celonis stand-in; its cost against our flatten + load time."""
+    echo(f"[{n:,}] Celonis push: every declared table of our warehouse into the stand-in ...")
+    measured = _run_module(
+        "the Celonis push",
+        "celonis_push",
+        *("--db", str(work / "ours.duckdb"), "--pool", str(work / "celonis_pool.duckdb")),
+    )
+    push = _with_peak_rss(measured)
+    ours_seconds = result["ours"]["wall_seconds"]
+    echo(
+        f"[{n:,}] Celonis push: {push['seconds_push']:,.1f} s, {push['parquet_bytes'] / 1e6:,.1f} MB of Parquet, "
+        f"rows equal in {push['tables_rows_equal']}/{push['tables_pushed']} tables"
+    )
+    return {
+        **push,
+        "wall_seconds": measured.wall_seconds,
+        "ours_wall_seconds": ours_seconds,
+        "ratio_to_ours": round(push["seconds_push"] / ours_seconds, 3) if ours_seconds else None,
+    }
+
+
 def _ceilings(
     dlt_wall: float, alone: dict[str, Any] | None, probe: dict[str, Any] | None
 ) -> dict[str, float]:
@@ -256,8 +282,10 @@ def run_size(
     echo: Echo,
     with_probe: bool = False,
     with_writer_alone: bool = False,
+    with_push: bool = False,
 ) -> dict[str, Any]:
-    """Generate N contexts, load them with ours (and dlt, the probe, our writer alone), compare the rows."""
+    """Generate N contexts, load them with ours (and dlt, the probe, our writer alone), compare the
+    rows, and (``with_push``) push our warehouse into the Celonis stand-in."""
     work = _empty_dir(config.work_dir / f"n{n}")
     jsonl = work / "contexts.jsonl"
     result = _generate(config, n, jsonl, echo)
@@ -274,6 +302,8 @@ def run_size(
     )
     if dlt:
         result["ratios"] = _ratios(result)
+    # last: the push adds the ledger's tables to our warehouse
+    result["celonis_push"] = _run_push(work, n, result, echo) if with_push else None
     if not config.keep_files:
         shutil.rmtree(work, ignore_errors=True)
     return result
@@ -384,6 +414,7 @@ def _report_head(config: BenchConfig, have_dlt: bool) -> dict[str, Any]:
             "scale": config.scale,
             "dlt_max_contexts": config.dlt_max_contexts,
             "skip_dlt": config.skip_dlt,
+            "skip_push": config.skip_push,
             "seed": config.seed,
             "days": config.days,
             "repeat": config.repeat,
@@ -404,6 +435,7 @@ def _run_sizes(config: BenchConfig, have_dlt: bool, echo: Echo) -> list[dict[str
                 echo,
                 with_probe=config.probe and comparison,
                 with_writer_alone=config.writer_alone and comparison,
+                with_push=not config.skip_push and comparison,
             )
         )
     return results

@@ -101,7 +101,9 @@ class TokenCache:
         with self._lock:
             token = self._token
             if token is None or token.value == refused:
-                logger.info("OE API refused the access token (401); requesting a new one")
+                logger.info(
+                    "%s refused the access token (401); requesting a new one", self._request.target.what
+                )
                 token = self._fetch()
             return token.value
 

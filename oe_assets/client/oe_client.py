@@ -18,7 +18,6 @@ Configuration is validated once, in :class:`OeClientConfig`.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import time
 import warnings
@@ -54,6 +53,7 @@ from oe_assets.client.retry import (
 )
 from oe_assets.client.transport import DeadlineTransport
 from oe_assets.config.secret import Secret, get_logger
+from oe_assets.core.loopback_http import is_loopback_host
 from oe_assets.core.timestamps import format_oe_timestamp
 
 logger = get_logger("oe_assets.client")
@@ -493,22 +493,12 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _warn_if_cleartext(urls: Mapping[str, str]) -> None:
     """One warning per client for plain-http URLs to hosts other than loopback."""
     cleartext = [
         f"{setting}={_clean_url(url)}"
         for setting, url in urls.items()
-        if urlsplit(url).scheme == "http" and not _is_loopback(urlsplit(url).hostname or "")
+        if urlsplit(url).scheme == "http" and not is_loopback_host(urlsplit(url).hostname or "")
     ]
     if cleartext:
         message = (

@@ -16,6 +16,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from oe_assets.core.loopback_http import is_loopback_host
 
 API_URL = "OE_API_URL"
 AUTH_URL = "OE_AUTH_URL"
@@ -30,6 +33,18 @@ MAX_RESPONSE_MB = "OE_MAX_RESPONSE_MB"
 SENSOR_INTERVAL = "OE_SENSOR_INTERVAL_SECONDS"
 SENSOR_MAX_PARTITIONS = "OE_SENSOR_MAX_PARTITIONS_PER_TICK"
 SENSOR_RUNNING = "OE_SENSOR_RUNNING"
+
+CELONIS_URL = "CELONIS_URL"
+CELONIS_POOL_ID = "CELONIS_POOL_ID"
+CELONIS_CLIENT_ID = "CELONIS_CLIENT_ID"
+CELONIS_CLIENT_SECRET = "CELONIS_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
+CELONIS_API_KEY = "CELONIS_API_KEY"
+CELONIS_APP_KEY = "CELONIS_APP_KEY"
+CELONIS_CONNECTION_ID = "CELONIS_CONNECTION_ID"
+CELONIS_DATA_MODEL = "CELONIS_DATA_MODEL"
+CELONIS_JOBS_PER_HOUR = "CELONIS_JOBS_PER_HOUR"
+CELONIS_SECRETS = (CELONIS_CLIENT_SECRET, CELONIS_API_KEY, CELONIS_APP_KEY)
+DEFAULT_DATA_MODEL = "OE Process Contexts"
 
 DEFAULT_API_URL = "https://api.emporix.io"
 DEFAULT_WAREHOUSE = "data/oe_warehouse.duckdb"
@@ -124,6 +139,82 @@ class SensorSettings:
 
 
 @dataclass(frozen=True)
+class CelonisSettings:
+    """Where to deliver the tables in Celonis (off while ``CELONIS_URL`` is unset).
+
+    Only names are kept for the credentials: which variable holds the secret, so that the
+    resources read it through ``EnvVar`` and no value is ever stored or shown.
+    """
+
+    url: str = ""
+    pool_id: str = ""
+    connection_id: str = ""
+    data_model: str = DEFAULT_DATA_MODEL
+    auth: str = ""  # "oauth", "api_key" or "app_key": which credential variables are set
+    jobs_per_hour: int = 250  # Celonis allows 250 push-job submissions per team and UTC hour
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CelonisSettings:
+        url = (env.get(CELONIS_URL) or "").strip().rstrip("/")
+        if not url:
+            return cls()
+        check_celonis_url(url)
+        pool_id = (env.get(CELONIS_POOL_ID) or "").strip()
+        if not pool_id:
+            raise SettingsError(
+                f"{CELONIS_URL} is set but {CELONIS_POOL_ID} is not: name the data pool to push into."
+            )
+        return cls(
+            url=url,
+            pool_id=pool_id,
+            connection_id=(env.get(CELONIS_CONNECTION_ID) or "").strip(),
+            data_model=(env.get(CELONIS_DATA_MODEL) or "").strip() or DEFAULT_DATA_MODEL,
+            auth=celonis_auth_kind(env),
+            jobs_per_hour=int(parse_positive(CELONIS_JOBS_PER_HOUR, env.get(CELONIS_JOBS_PER_HOUR), 250)),
+        )
+
+
+def check_celonis_url(url: str) -> None:
+    """An https team URL; plain http only to this machine (the stand-in), never across a network."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            f"{CELONIS_URL}={url!r} is not a team URL such as https://myteam.eu-1.celonis.cloud: check {CELONIS_URL}."
+        )
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise SettingsError(
+            f"{CELONIS_URL} uses plain http to {parts.hostname}, which is not this machine: the credentials "
+            f"and your data would travel unencrypted. Use the https team URL in {CELONIS_URL}."
+        )
+
+
+def celonis_auth_kind(env: Mapping[str, str]) -> str:
+    """Which credential the variables give: OAuth client, API key or application key (exactly one)."""
+    kinds = [
+        kind
+        for kind, names in (
+            ("oauth", (CELONIS_CLIENT_ID, CELONIS_CLIENT_SECRET)),
+            ("api_key", (CELONIS_API_KEY,)),
+            ("app_key", (CELONIS_APP_KEY,)),
+        )
+        if any(env.get(name) for name in names)
+    ]
+    if len(kinds) != 1:
+        raise SettingsError(
+            f"{CELONIS_URL} is set: give one credential, either {CELONIS_CLIENT_ID} and {CELONIS_CLIENT_SECRET}, "
+            f"or {CELONIS_API_KEY}, or {CELONIS_APP_KEY}"
+            + (f" (found {len(kinds)})." if kinds else " (none is set).")
+        )
+    if kinds[0] == "oauth" and not (env.get(CELONIS_CLIENT_ID) and env.get(CELONIS_CLIENT_SECRET)):
+        raise SettingsError(f"Set both {CELONIS_CLIENT_ID} and {CELONIS_CLIENT_SECRET} for the OAuth client.")
+    return kinds[0]
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the pipeline needs to know: the API, the warehouse, the partitions, the sensor."""
 
@@ -131,6 +222,7 @@ class Settings:
     warehouse: Path = Path(DEFAULT_WAREHOUSE)
     start_date: date = DEFAULT_START_DATE
     sensor: SensorSettings = field(default_factory=SensorSettings)
+    celonis: CelonisSettings = field(default_factory=CelonisSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,6 +232,7 @@ class Settings:
             warehouse=Path(env.get(WAREHOUSE) or DEFAULT_WAREHOUSE),
             start_date=parse_day(START_DATE, env.get(START_DATE), DEFAULT_START_DATE),
             sensor=SensorSettings.from_env(env),
+            celonis=CelonisSettings.from_env(env),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -157,6 +250,20 @@ class Settings:
             SENSOR_INTERVAL: str(sensor.interval_seconds),
             SENSOR_MAX_PARTITIONS: str(sensor.max_partitions_per_tick),
             SENSOR_RUNNING: "1" if sensor.running else "",
+            **self._celonis_env(),
+        }
+
+    def _celonis_env(self) -> dict[str, str]:
+        """The Celonis destination, without its credentials (a child process reads those itself)."""
+        celonis = self.celonis
+        if not celonis.enabled:
+            return {}
+        return {
+            CELONIS_URL: celonis.url,
+            CELONIS_POOL_ID: celonis.pool_id,
+            CELONIS_CONNECTION_ID: celonis.connection_id,
+            CELONIS_DATA_MODEL: celonis.data_model,
+            CELONIS_JOBS_PER_HOUR: str(celonis.jobs_per_hour),
         }
 
 

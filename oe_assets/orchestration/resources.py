@@ -13,12 +13,13 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from oe_assets.celonis import CelonisApi, CelonisConfig, OAuthClient, StaticKey
 from oe_assets.client import OeClient, OeClientConfig
 from oe_assets.config import settings
 from oe_assets.config.secret import Secret
 from oe_assets.warehouse.connection import WAREHOUSE_SETTINGS, open_warehouse
 
-_MASKED_FIELDS = frozenset({"client_secret"})
+_MASKED_FIELDS = frozenset({"client_secret", "api_key", "app_key"})
 
 DUCKDB_POOL = "duckdb"
 """Every op that opens the warehouse joins this pool; the instance's dagster.yaml limits it to 1."""
@@ -111,10 +112,84 @@ class WarehouseResource(DuckDBResource):
             yield conn
 
 
+class CelonisResource(dg.ConfigurableResource):
+    """The Celonis data pool the tables are delivered to (idle while ``url`` is empty)."""
+
+    url: str = Field(default="", description=f"Team URL ({settings.CELONIS_URL}); empty = no delivery.")
+    pool_id: str = Field(default="", description=f"Data pool id ({settings.CELONIS_POOL_ID}).")
+    connection_id: str = Field(
+        default="",
+        description=f"Data connection to push into ({settings.CELONIS_CONNECTION_ID}); empty = the pool's global schema.",
+    )
+    data_model: str = Field(
+        default=settings.DEFAULT_DATA_MODEL, description=f"Data model name ({settings.CELONIS_DATA_MODEL})."
+    )
+    jobs_per_hour: int = Field(
+        default=250,
+        description=f"Push jobs this pool may submit per UTC hour ({settings.CELONIS_JOBS_PER_HOUR}).",
+    )
+    client_id: str = Field(default="", description=f"OAuth client id ({settings.CELONIS_CLIENT_ID}).")
+    client_secret: str = Field(
+        default="", description=f"OAuth client secret ({settings.CELONIS_CLIENT_SECRET}); never logged."
+    )
+    api_key: str = Field(default="", description=f"User API key ({settings.CELONIS_API_KEY}); never logged.")
+    app_key: str = Field(
+        default="", description=f"Application key ({settings.CELONIS_APP_KEY}); never logged."
+    )
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield (name, "***" if name in _MASKED_FIELDS else value)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def api_config(self) -> CelonisConfig:
+        if not self.enabled:
+            raise settings.SettingsError(
+                f"{settings.CELONIS_URL} is not set: there is no Celonis data pool to push to "
+                "(README, section Celonis)."
+            )
+        credential: OAuthClient | StaticKey
+        if self.client_id:
+            credential = OAuthClient(self.client_id, Secret(self.client_secret))
+        elif self.api_key:
+            credential = StaticKey("Bearer", Secret(self.api_key))
+        else:
+            credential = StaticKey("AppKey", Secret(self.app_key))
+        return CelonisConfig(self.url, self.pool_id, credential, connection_id=self.connection_id)
+
+    @contextmanager
+    def open_api(self) -> Iterator[CelonisApi]:
+        with CelonisApi(self.api_config()) as api:
+            yield api
+
+
+def celonis_resource(config: settings.CelonisSettings) -> CelonisResource:
+    """The destination as ``config`` says; only the credential variables that are set, as ``EnvVar``."""
+    if not config.enabled:
+        return CelonisResource()
+    names = {
+        "oauth": {"client_id": settings.CELONIS_CLIENT_ID, "client_secret": settings.CELONIS_CLIENT_SECRET},
+        "api_key": {"api_key": settings.CELONIS_API_KEY},
+        "app_key": {"app_key": settings.CELONIS_APP_KEY},
+    }[config.auth]
+    return CelonisResource(
+        url=config.url,
+        pool_id=config.pool_id,
+        connection_id=config.connection_id,
+        data_model=config.data_model,
+        jobs_per_hour=config.jobs_per_hour,
+        **{field_name: dg.EnvVar(variable) for field_name, variable in names.items()},
+    )
+
+
 def resources_for(config: settings.Settings) -> dict[str, dg.ConfigurableResource]:
-    """The OE API and the warehouse as ``config`` says; the credentials through ``EnvVar``."""
+    """The OE API, the warehouse and Celonis as ``config`` says; the credentials through ``EnvVar``."""
     api = config.api
     return {
+        "celonis": celonis_resource(config.celonis),
         "oe_api": OeApiResource(
             api_url=api.api_url,
             auth_url=api.auth_url,

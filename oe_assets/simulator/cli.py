@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from types import FrameType
 
 import orjson
 
+from oe_assets.core.loopback_http import serve_until_signal
 from oe_assets.simulator.faults import FaultSwitches
 from oe_assets.simulator.server import SimulatorServer
 
@@ -82,22 +80,7 @@ def serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    done = threading.Event()
-
-    def _on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        _print_banner(server, args)
-        while not done.wait(0.5):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        server.stop()
-    print("OE simulator stopped.", flush=True)
-    return 0
+    return serve_until_signal(server.stop, lambda: _print_banner(server, args), "OE simulator")
 
 
 def _print_banner(server: SimulatorServer, args: argparse.Namespace) -> None:

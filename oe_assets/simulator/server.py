@@ -7,24 +7,20 @@ tests and demos move the clock, switch faults and inject documents.
 
 from __future__ import annotations
 
-import contextlib
 import hmac
-import ipaddress
 import re
 import secrets
-import socket
 import sys
 import threading
 import time
 import traceback
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
+from oe_assets.core.loopback_http import BackgroundServer, DispatchingHandler, Simulator, is_loopback_host
 from oe_assets.core.timestamps import parse_timestamp
 from oe_assets.simulator.faults import FaultSwitches
 from oe_assets.simulator.world import AdvanceReport, World
@@ -85,16 +81,6 @@ def _token_fault(expired: bool) -> dict[str, Any]:
     if expired:
         return _gateway_fault("Access Token expired", "keymanagement.service.access_token_expired")
     return _gateway_fault("Invalid access token", "keymanagement.service.invalid_access_token")
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for localhost / 127.0.0.0/8 / ::1."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class _TokenStore:
@@ -222,33 +208,12 @@ def _token_form(content_type: str, body: bytes) -> dict[str, str]:
     return fields
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(DispatchingHandler):
     protocol_version = "HTTP/1.1"
     server_version = "OE-Simulator/1.0"
-    timeout = 120  # idle keep-alive connections are closed after this
-    server: _HTTPServer
+    log_prefix = "oe-sim"
 
     # ------------------------------------------------------------ plumbing
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.sim.verbose:
-            # the request line carries path and query only (never the token or the form body)
-            sys.stderr.write(f"oe-sim {self.address_string()} {format % args}\n")
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -519,54 +484,7 @@ def _valid_timestamp(value: str) -> bool:
     return fixed is not None and "T" in fixed and parse_timestamp(fixed) is not None
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    sim: SimulatorServer
-
-    def __init__(self, address: tuple[str, int], sim: SimulatorServer) -> None:
-        self.sim = sim
-        self._connections: set[socket.socket] = set()
-        self._conn_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        # headers and body go out in separate writes; without NODELAY, Nagle's algorithm holds the body
-        # back until the client's delayed ACK (docs/bench/findings.md has the cost)
-        with contextlib.suppress(OSError):
-            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._conn_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conn_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Close every open client connection (idle keep-alive ones included)."""
-        with self._conn_lock:
-            connections = list(self._connections)
-            self._connections.clear()
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):  # the client went away; nothing to report
-            return
-        if exc is not None:
-            self.sim.record_internal_error(exc)
-
-
-class _HTTPServer6(_HTTPServer):
-    address_family = socket.AF_INET6
-
-
-class SimulatorServer:
+class SimulatorServer(Simulator):
     """The OE simulator: a World behind the OE HTTP API, on loopback by default.
 
     ``start()`` serves in a daemon thread (port 0 picks a free port); ``stop()`` shuts it down,
@@ -602,67 +520,28 @@ class SimulatorServer:
         self.stopping = threading.Event()
         self.internal_errors: list[str] = []
         self._errors_lock = threading.Lock()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = BackgroundServer(host, port, "OE simulator")
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> SimulatorServer:
         """Bind and serve in a daemon thread; returns self."""
-        if self._httpd is not None:
+        if self._http.serving:
             return self
-        if not is_loopback_host(self.host):
-            sys.stderr.write(
-                f"warning: the OE simulator listens on {self.host}, not loopback: other machines can reach "
-                "it and its admin endpoints answer loopback peers only\n"
-            )
-        server_class = _HTTPServer6 if ":" in self.host else _HTTPServer
         self.stopping.clear()
-        self._httpd = server_class((self.host, self._requested_port), self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="oe-sim-http", daemon=True
-        )
-        self._thread.start()
+        self._http.serve(_Handler, self, self.record_internal_error)
         self.world.start_clock()
         return self
 
     def stop(self) -> None:
         """Stop serving, close all connections, free the port, join the threads. Idempotent."""
-        httpd = self._httpd
-        if httpd is None:
+        if not self._http.serving:
             return
         self.stopping.set()
         self.world.stop_clock()
-        httpd.shutdown()
-        httpd.server_close()
-        httpd.close_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> SimulatorServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        self._http.shut_down()
 
     # ------------------------------------------------------------ info
-
-    @property
-    def port(self) -> int:
-        """The bound port (only while started)."""
-        if self._httpd is None:
-            raise RuntimeError("the simulator is not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321`` (API and auth)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
 
     def advance(self, seconds: float) -> AdvanceReport:
         """Move the simulated clock (see World.advance)."""

@@ -48,6 +48,7 @@ SQL = [
 ]
 SQL_CSV = ["sql", "SELECT * FROM event_log ORDER BY instance_id", "--csv", "--warehouse", "demo.duckdb"]
 SIMULATOR = ["simulator", "--port", "{port}", "--seed", "5", "--days", "1", "--contexts-per-day", "4"]
+CELONIS_SIMULATOR = ["celonis-simulator", "--port", "{port}", "--pool-db", "pool.duckdb"]
 SCHEMA = ["schema", "infer", "--warehouse", "demo.duckdb", "--out", "tables.json"]
 MODEL = ["model", "export", "--out", "model.json"]
 UI = ["ui", "--port", "{port}"]
@@ -56,13 +57,28 @@ BENCH_REST = [
     "--skip-extraction",
     "--skip-probe",
     "--skip-writer-alone",
+    "--skip-push",
     "--out",
     "b.json",
     "--work-dir",
     "b",
 ]
 DEBUG = ["--debug", "sql", "SELECT 1", "--warehouse", "nowhere.duckdb"]
-EXERCISED = [DEMO, LIVE, MATERIALIZE, PRUNE, SQL, SQL_CSV, SIMULATOR, SCHEMA, MODEL, UI, BENCH, DEBUG]
+EXERCISED = [
+    DEMO,
+    LIVE,
+    MATERIALIZE,
+    PRUNE,
+    SQL,
+    SQL_CSV,
+    SIMULATOR,
+    CELONIS_SIMULATOR,
+    SCHEMA,
+    MODEL,
+    UI,
+    BENCH,
+    DEBUG,
+]
 
 
 @dataclass(frozen=True)
@@ -83,7 +99,7 @@ def readme_cli_lines() -> list[CliLine]:
         tokens = usage.split()[1:]
         words = []
         for token in tokens:
-            if not re.fullmatch(r"[a-z]+", token):
+            if not re.fullmatch(r"[a-z][a-z-]*", token):
                 break
             words.append(token)
         lines.append(CliLine(words, re.findall(r"--[a-z][a-z-]*", usage)))
@@ -97,7 +113,18 @@ def _filled(args: list[str], **values: object) -> list[str]:
 def test_the_readme_documents_every_command() -> None:
     lines = readme_cli_lines()
     commands = {line.words[0] for line in lines if line.words}
-    assert commands == {"demo", "materialize", "prune", "sql", "simulator", "schema", "model", "ui", "bench"}
+    assert commands == {
+        "demo",
+        "materialize",
+        "prune",
+        "sql",
+        "simulator",
+        "celonis-simulator",
+        "schema",
+        "model",
+        "ui",
+        "bench",
+    }
     assert any(not line.words and "--debug" in line.options for line in lines)
 
 
@@ -145,8 +172,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     return Demo(folder, env, result.stdout, today - timedelta(days=DAYS), today)
 
 
+_LISTED = re.compile(r"^  (\S+)\s+(\d+)\s+(\d+|-)$", re.MULTILINE)
+"""A line of the demo's listing: table, warehouse rows, pool rows (`-`: not delivered)."""
+
+
 def _table_counts(stdout: str) -> dict[str, int]:
-    return {m[1]: int(m[2]) for m in re.finditer(r"^  (\S+)\s+(\d+) rows$", stdout, re.MULTILINE)}
+    return {m[1]: int(m[2]) for m in _LISTED.finditer(stdout)}
+
+
+def _pool_counts(stdout: str) -> dict[str, int]:
+    return {m[1]: int(m[3]) for m in _LISTED.finditer(stdout) if m[3] != "-"}
 
 
 def test_the_demo_says_which_window_it_loaded_and_records_its_first_day_in_dot_env(demo: Demo) -> None:
@@ -178,9 +213,18 @@ def test_the_demo_is_repeatable_the_same_day(demo: Demo, tmp_path: Path) -> None
 
 
 def test_the_demos_table_listing_keeps_its_columns_on_long_names(demo: Demo) -> None:
-    rows = [line for line in demo.stdout.splitlines() if re.fullmatch(r"  \S+\s+\d+ rows", line)]
+    rows = [line for line in demo.stdout.splitlines() if _LISTED.fullmatch(line)]
     assert max(len(line.split()[0]) for line in rows) > 70  # the Celonis names are long
-    assert len({line.index(" rows") for line in rows}) == 1
+    assert len({len(line) for line in rows}) == 1
+
+
+def test_the_demo_shows_the_celonis_pool_holding_every_table_it_pushed(demo: Demo) -> None:
+    pool, warehouse = _pool_counts(demo.stdout), _table_counts(demo.stdout)
+    assert {"execution_context", "event_log", "activity_log", "accounts"} <= set(pool)
+    assert all(pool[name] == warehouse[name] for name in pool), pool
+    assert "_oe_celonis_rows" not in pool
+    assert "raw_process_contexts" not in pool
+    assert (demo.folder / "celonis_pool.duckdb").exists()
 
 
 # ---------------------------------------------------------------------- the commands on its data
@@ -272,6 +316,21 @@ def test_simulator_serves_on_its_port_with_its_seed_until_sigterm(tmp_path: Path
     assert state["seed"] == 5
     code, left = stop_and_wait(running, signal.SIGTERM, timeout=30)
     assert (code, left) == (0, set())
+    assert not port_listens(port)
+    assert "Traceback" not in running.output()
+
+
+def test_celonis_simulator_serves_its_pool_file_and_prints_what_to_export_until_sigterm(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    running = start(_filled(CELONIS_SIMULATOR, port=port), clean_env(tmp_path), tmp_path)
+    wait_until_served(f"http://127.0.0.1:{port}/_admin/state", running, timeout=60)
+    state = httpx.get(f"http://127.0.0.1:{port}/_admin/state", trust_env=False).json()
+    assert state["poolDb"] == str(tmp_path / "pool.duckdb")
+    code, left = stop_and_wait(running, signal.SIGTERM, timeout=30)
+    assert (code, left) == (0, set())
+    assert f"CELONIS_URL=http://127.0.0.1:{port}" in running.output()
     assert not port_listens(port)
     assert "Traceback" not in running.output()
 

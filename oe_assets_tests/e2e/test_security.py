@@ -26,8 +26,11 @@ import duckdb
 import orjson
 import pytest
 
+from oe_assets.celonis_simulator import CelonisSimulatorServer
+from oe_assets.celonis_simulator.cli import build_parser as build_celonis_parser
 from oe_assets.client import OeClient, OeClientConfig
 from oe_assets.config.secret import Secret
+from oe_assets.core.loopback_http import is_loopback_host
 from oe_assets.model.data_model import build_data_model
 from oe_assets.model.declaration import load_model
 from oe_assets.model.integrity import check_primary_key, check_relation
@@ -35,7 +38,6 @@ from oe_assets.model.schema_file import infer_declared_tables, write_schema_file
 from oe_assets.orchestration.resources import OeApiResource
 from oe_assets.simulator import SimulatorServer
 from oe_assets.simulator.cli import build_parser
-from oe_assets.simulator.server import is_loopback_host
 from oe_assets_tests.support.helpers import EVENT_LOG_SCRIPT, created_day, run_extractor_script_on_copy
 from oe_assets_tests.support.reliability_support import FIGURES, ROOT, new_simulator, quote, world_days
 
@@ -279,9 +281,11 @@ def test_the_simulator_binds_to_loopback_by_default() -> None:
     with SimulatorServer(seed=1, days=1, contexts_per_day=2) as server:
         assert server.host == "127.0.0.1"
         assert server.url.startswith("http://127.0.0.1:")
-        assert server._httpd is not None
-        assert server._httpd.server_address[0] == "127.0.0.1"
+        assert server.bound_host == "127.0.0.1"
+    with CelonisSimulatorServer() as celonis:
+        assert celonis.bound_host == "127.0.0.1"
     assert build_parser().parse_args([]).host == "127.0.0.1"  # `oe-assets simulator` too
+    assert build_celonis_parser().parse_args([]).host == "127.0.0.1"
     assert all(is_loopback_host(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.8.9.10"))
     assert not any(is_loopback_host(h) for h in ("0.0.0.0", "10.0.0.1", "example.com", "::"))
 

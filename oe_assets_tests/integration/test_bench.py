@@ -229,6 +229,46 @@ def test_the_writer_alone_writes_the_loaders_tables_and_is_reported(tmp_path: Pa
     assert "rows equal to the loader's" in text
 
 
+def test_the_celonis_push_of_our_warehouse_is_timed_checked_and_reported(tmp_path: Path) -> None:
+    """Every declared table of the bench's warehouse reaches the stand-in, row for row, and is judged."""
+    config = BenchConfig(work_dir=tmp_path / "work", days=3, scale=[])
+    result = run_size(config, N, False, lambda _line: None, with_push=True)
+    push = result["celonis_push"]
+    assert push["warehouse_rows"] == result["rows"]["ours_total_rows"]
+    assert push["warehouse_tables_not_declared"] == []  # the model declares every generated table
+    assert push["tables_pushed"] == push["warehouse_tables"] == push["tables_rows_equal"] > 20
+    assert push["tables_rows_different"] == []
+    assert push["model_rows_equal"] is True
+    assert push["rows_pushed"] == push["warehouse_rows"]  # a fresh pool: every row, in REPLACE jobs
+    assert push["tables_declared"] == push["tables_pushed"] + len(push["tables_absent"])
+    assert push["tables_unchanged_on_second_push"] == push["tables_pushed"]
+    assert 0 < push["seconds_plan"] < push["seconds_push"] < push["wall_seconds"]
+    assert push["seconds_unchanged_push"] > 0
+    assert push["parquet_bytes"] > 0
+    assert push["rows_per_second"] > 0
+    assert push["ratio_to_ours"] == round(push["seconds_push"] / result["ours"]["wall_seconds"], 3)
+    assert push["peak_rss_bytes"] > 10 * 1024**2
+    assert not (config.work_dir / f"n{N}").exists()  # the warehouse and the pool went with the work files
+
+    report = _report_of(result)
+    targets = evaluate_targets(report)
+    assert [t["target"] for t in targets] == [
+        f"Celonis push of the {N} contexts' warehouse / our flatten + load",
+        "row counts of the stand-in's pool equal to the warehouse's",
+    ]
+    assert targets[1]["met"] is True
+    text = format_report({**report, "targets": targets})
+    assert "Celonis push into the stand-in:" in text
+    assert (
+        f"pool rows equal to the warehouse's in {push['tables_pushed']}/{push['tables_pushed']} tables"
+        in text
+    )
+    # a run without the push reports neither the section nor its targets
+    skipped = _report_of({**result, "celonis_push": None})
+    assert evaluate_targets(skipped) == []
+    assert "Celonis push" not in format_report(skipped)
+
+
 def test_the_loader_reads_the_day_off_the_line_or_parses_it() -> None:
     api = b'{"metadata":{"tenant":"t","createdAt":"2025-01-02T23:59:59.000Z"},"context":{}}'
     assert _created_day(api, 1) == date(2025, 1, 2)

@@ -6,17 +6,24 @@ import dagster as dg
 
 from oe_assets.definitions import build_definitions
 from oe_assets.defs.automation.sensors import SENSOR_NAME
+from oe_assets.defs.celonis.assets import CELONIS_GROUP, POOL_ROWS_CHECK
 from oe_assets.model.declaration import MODEL
 from oe_assets.orchestration.resources import DUCKDB_POOL
 
 QUOTES = "execution_context$context&celonis_postaction_feedback$quotes"
 
 
-def _graph() -> tuple[dg.Definitions, dict[str, object]]:
-    """The graph's nodes by the table each asset is (a child table's key is a path, not its name)."""
+def _graph(group: str | None = None) -> tuple[dg.Definitions, dict[str, object]]:
+    """The graph's nodes by the table each asset is (a child table's key is a path, not its name):
+    the warehouse's tables, or with ``group="celonis"`` the tables pushed to Celonis."""
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
-    return defs, {_table(graph.get(key)): graph.get(key) for key in graph.get_all_asset_keys()}
+    nodes = (graph.get(key) for key in graph.get_all_asset_keys())
+    return defs, {
+        _table(node): node
+        for node in nodes
+        if (node.group_name == CELONIS_GROUP) == (group == CELONIS_GROUP)  # type: ignore[attr-defined]
+    }
 
 
 def _table(node: object) -> str:
@@ -82,6 +89,21 @@ def test_mandatory_relations_are_blocking_error_checks_on_their_tables() -> None
     assert ("execution_templates", "fk_template_tenant_to_account") in specs
     assert ("execution_templates$trigger", "fk_execution_templates_trigger__to_root") in specs
     assert (QUOTES, "pk_" + QUOTES.replace("$", "_").replace("&", "_")) in specs
+
+
+def test_every_table_the_model_delivers_has_a_push_asset_downstream_of_it_with_a_row_check() -> None:
+    defs, tables = _graph()
+    _, pushed = _graph(CELONIS_GROUP)
+    delivered = {t.name for t in MODEL.declared_tables} | set(MODEL.activity_tables)
+    assert set(pushed) == delivered
+    for name, node in pushed.items():
+        assert node.parent_keys == {tables[name].key}, name  # type: ignore[attr-defined]
+        assert node.key.path[-1] == "pool_" + tables[name].key.path[-1]  # type: ignore[attr-defined]
+    assert pushed["execution_context"].partitions_def == tables["execution_context"].partitions_def  # type: ignore[attr-defined]
+    assert pushed["accounts"].partitions_def is None  # type: ignore[attr-defined]
+    specs = [spec for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition) for spec in a.check_specs]
+    checked = {spec.asset_key for spec in specs if spec.name == POOL_ROWS_CHECK}
+    assert checked == {node.key for node in pushed.values()}  # type: ignore[attr-defined]
 
 
 def test_sensor_is_declared_and_explains_itself() -> None:
