@@ -11,8 +11,9 @@ the warehouse lacks are "absent", tables of the warehouse the model does not dec
 pushed.
 
 Timing: ``seconds_push`` is :func:`~oe_assets.celonis.deliver` as a whole (plan, submit, wait,
-confirm) on a pool that has nothing yet; ``seconds_plan`` the part of it spent in
-:func:`~oe_assets.celonis.ledger.plan_table` (our side: diff and Parquet); ``seconds_model_reload``
+confirm) on a pool that has nothing yet, ``phase_seconds`` its parts as the delivery reports them
+(``plan``: our diff and Parquet; ``submit``: creating the jobs and uploading the chunks; ``wait``:
+the stand-in applying them; ``confirm``: our ledger); ``seconds_model_reload``
 bringing the data model up to date and reloading it afterwards. ``seconds_unchanged_push`` is
 ``deliver`` once more right after, with nothing changed: the cost of checking an unchanged
 warehouse. Then the stand-in's pool counts are compared with the warehouse's, table by table.
@@ -24,7 +25,6 @@ import argparse
 import resource
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ from oe_assets.celonis import (
     OAuthClient,
     PushOutcome,
     PushTable,
-    ledger,
     push_and_reload,
 )
 from oe_assets.celonis_simulator import CelonisSimulatorServer
@@ -49,30 +48,6 @@ MODEL_NAME = "OE Process Contexts"
 JOBS_PER_HOUR = 250
 
 
-class _PlanClock:
-    """Wraps :func:`ledger.plan_table` for this process and adds up the seconds spent in it."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._original: Callable[..., ledger.TablePlan] = ledger.plan_table
-
-    def __enter__(self) -> _PlanClock:
-        original = self._original
-
-        def timed(*args: Any, **kwargs: Any) -> ledger.TablePlan:
-            began = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - began
-
-        ledger.plan_table = timed
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        ledger.plan_table = self._original
-
-
 def _fresh_pool(pool: Path) -> None:
     """No pool file (nor chunk folder) left from an earlier run: the first push starts empty."""
     for path in (pool, pool.with_name(pool.name + ".wal")):
@@ -80,9 +55,9 @@ def _fresh_pool(pool: Path) -> None:
     shutil.rmtree(pool.with_name(pool.name + ".chunks"), ignore_errors=True)
 
 
-def _push_twice(db: Path, server: CelonisSimulatorServer) -> tuple[PushOutcome, float, float, PushOutcome]:
-    """The first push (with the data model and reload), the seconds planning took in it and in
-    the whole call, and the second push of the unchanged warehouse."""
+def _push_twice(db: Path, server: CelonisSimulatorServer) -> tuple[PushOutcome, float, PushOutcome]:
+    """The first push (with the data model and reload), the seconds of the whole call, and the
+    second push of the unchanged warehouse."""
     api = CelonisApi(
         CelonisConfig(server.url, server.pool_id, OAuthClient(server.client_id, Secret(server.client_secret)))
     )
@@ -100,10 +75,8 @@ def _push_twice(db: Path, server: CelonisSimulatorServer) -> tuple[PushOutcome, 
         )
 
     began = time.perf_counter()
-    with _PlanClock() as clock:
-        first = push()
-    whole = time.perf_counter() - began
-    return first, clock.seconds, whole, push()
+    first = push()
+    return first, time.perf_counter() - began, push()
 
 
 def measure(db: Path, pool: Path) -> dict[str, Any]:
@@ -111,7 +84,7 @@ def measure(db: Path, pool: Path) -> dict[str, Any]:
     _fresh_pool(pool)
     server = CelonisSimulatorServer(pool_db=pool, job_delay=0.0).start()
     try:
-        first, seconds_plan, seconds_whole, second = _push_twice(db, server)
+        first, seconds_whole, second = _push_twice(db, server)
         in_pool = server.pool_counts()
     finally:
         server.stop()
@@ -130,7 +103,8 @@ def measure(db: Path, pool: Path) -> dict[str, Any]:
         "rows_pushed": rows_pushed,
         "parquet_bytes": first.delivery.parquet_bytes,
         "seconds_push": round(seconds, 3),
-        "seconds_plan": round(seconds_plan, 3),
+        "seconds_plan": first.delivery.phase_seconds["plan"],
+        "phase_seconds": first.delivery.phase_seconds,
         "seconds_model_reload": round(seconds_whole - seconds, 3),
         "rows_per_second": round(rows_pushed / seconds) if seconds else None,
         "seconds_unchanged_push": round(second.delivery.seconds, 3),

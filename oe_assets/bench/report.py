@@ -269,6 +269,18 @@ def _writer_alone(main: Report) -> list[str]:
     ]
 
 
+def _phases(push: Report) -> str:
+    """Where the push's time went: ours (plan, submit, confirm) and the stand-in's (wait)."""
+    phases = push.get("phase_seconds") or {"plan": push["seconds_plan"]}
+    labels = {
+        "plan": "plan: diff + Parquet",
+        "submit": "upload",
+        "wait": "the stand-in applying",
+        "confirm": "ledger",
+    }
+    return ", ".join(f"{labels.get(k, k)} {v:,.1f} s" for k, v in phases.items())
+
+
 def _push(main: Report) -> list[str]:
     push = main.get("celonis_push")
     if not push:
@@ -278,8 +290,8 @@ def _push(main: Report) -> list[str]:
     not_pushed = f"; {len(undeclared)} tables of ours not in the model, not pushed" if undeclared else ""
     rows = _equal(not push["tables_rows_different"], "the warehouse's")
     return [
-        f"Celonis push into the stand-in: {push['seconds_push']:,.1f} s ({push['seconds_plan']:,.1f} s of it "
-        f"planning: diff + Parquet), {push['parquet_bytes'] / 1e6:,.1f} MB of Parquet, "
+        f"Celonis push into the stand-in: {push['seconds_push']:,.1f} s ({_phases(push)}), "
+        f"{push['parquet_bytes'] / 1e6:,.1f} MB of Parquet, "
         f"{_num(push['rows_per_second'])} rows/s; {_num(push['ratio_to_ours'], 2)}x our flatten + load "
         f"({push['ours_wall_seconds']:,.1f} s)",
         f"  {push['rows_pushed']:,} of the warehouse's {push['warehouse_rows']:,} rows, "

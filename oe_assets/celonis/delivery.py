@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
@@ -31,6 +32,7 @@ from oe_assets.model.integrity import table_exists
 
 logger = get_logger("oe_assets.celonis")
 
+T = TypeVar("T")
 WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 
 
@@ -58,6 +60,9 @@ class TableDelivery:
 class DeliveryReport:
     tables: dict[str, TableDelivery] = field(default_factory=dict)
     seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    """plan (diff and Parquet, warehouse open), submit (create, upload, execute), wait (until
+    Celonis ends every job), confirm (the ledger): where a push spends its time."""
 
     @property
     def parquet_bytes(self) -> int:
@@ -66,6 +71,20 @@ class DeliveryReport:
     @property
     def pushed(self) -> list[str]:
         return [name for name, t in self.tables.items() if t.outcome == "pushed"]
+
+
+class _Laps:
+    """``lap(name, value)``: the seconds since the previous lap go to ``name``; returns ``value``."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self._into = into
+        self._last = time.monotonic()
+
+    def __call__(self, name: str, value: T) -> T:
+        now = time.monotonic()
+        self._into[name] = round(now - self._last, 3)
+        self._last = now
+        return value
 
 
 def destination_id(url: str, pool_id: str, connection_id: str) -> str:
@@ -84,11 +103,16 @@ def deliver(
     started = time.monotonic()
     destination = destination_id(api.config.url, api.config.pool_id, api.config.connection_id)
     report = DeliveryReport()
+    lap = _Laps(report.phase_seconds)
     with tempfile.TemporaryDirectory(prefix="oe_celonis_push_") as folder:
-        plans = _plan(open_warehouse, destination, tables, Path(folder), report)
-        submitted, stopped = _submit_within_limit(api, open_warehouse, destination, plans, jobs_per_hour)
+        plans = lap("plan", _plan(open_warehouse, destination, tables, Path(folder), report))
+        submitted, stopped = lap(
+            "submit", _submit_within_limit(api, open_warehouse, destination, plans, jobs_per_hour)
+        )
         finished = {plan.target: (plan, job_id, api.wait_for_job(job_id)) for plan, job_id in submitted}
+        lap("wait", None)
         _confirm_done(open_warehouse, destination, finished, report)
+        lap("confirm", None)
     for _, job_id, _ in finished.values():
         _forget_job(api, job_id)
     report.seconds = time.monotonic() - started
