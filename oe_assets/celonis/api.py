@@ -67,6 +67,7 @@ class CelonisConfig:
     credential: Credential
     connection_id: str = ""
     paths: CelonisPaths = field(default_factory=CelonisPaths)
+    scope: str = SCOPE  # what the OAuth client asks for
     request_deadline_seconds: float = 300.0  # one exchange; a chunk upload may be large
     retry_budget_seconds: float = 300.0
     max_attempts: int = 10
@@ -121,7 +122,9 @@ class CelonisApi:
         if isinstance(credential, StaticKey):
             return _StaticKeyAuth(credential)
         url = self._base + self.config.paths.token
-        request = TokenRequest(url, self._target(url), credential.client_id, credential.client_secret, SCOPE)
+        request = TokenRequest(
+            url, self._target(url), credential.client_id, credential.client_secret, self.config.scope
+        )
         tokens = TokenCache(
             request, sender=self._sender, http=self._http, refresh_margin_seconds=60.0, stats=self.stats
         )

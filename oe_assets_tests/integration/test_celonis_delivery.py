@@ -5,6 +5,7 @@ hold exactly the warehouse's rows, value by value."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from oe_assets.celonis import CelonisApi
+from oe_assets.celonis import CelonisApi, CelonisRequestError
 from oe_assets.celonis.ledger import ROWS, TABLES
 from oe_assets.celonis_simulator import CelonisSimulatorServer
 from oe_assets.defs.automation.jobs import CATALOG_JOB, CONTEXTS_JOB
@@ -377,3 +378,15 @@ def test_without_celonis_url_the_push_assets_are_idle_and_in_no_job() -> None:
     job = defs.resolve_job_def(CONTEXTS_JOB)
     assert push not in job.asset_layer.executable_asset_keys
     assert POOL_ID  # the stand-in's pool is only used by the other tests
+
+
+def test_a_credential_without_the_pools_scope_is_refused_in_one_sentence(
+    celonis: CelonisSimulatorServer, warehouse_path: Path
+) -> None:
+    config = dataclasses.replace(celonis_resource(celonis).api_config(), scope="integration.data-pools:read")
+    with CelonisApi(config) as api, pytest.raises(CelonisRequestError) as refused:
+        api.create_job({"targetName": "accounts", "type": "REPLACE"})
+    assert refused.value.status == 403
+    assert "scope integration.data-pools" in str(refused.value)
+    assert "Data Push API" in str(refused.value)
+    assert celonis.client_secret not in str(refused.value)
