@@ -374,6 +374,28 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from oe_assets.exports.ocel import export_ocel, ocel_format
+    from oe_assets.exports.xes import export_xes
+    from oe_assets.warehouse.reading import reading
+
+    out = Path(args.out)
+    if args.what == "ocel":
+        ocel_format(out)  # a wrong extension is said before the warehouse is opened
+    elif out.suffix.lower() != ".xes":
+        raise ValueError(f"{out.name}: an XES export is written to a file ending in .xes")
+    with reading(Path(args.warehouse)) as conn:
+        report = export_ocel(conn, out) if args.what == "ocel" else export_xes(conn, out)
+    objects = ", ".join(f"{n} {kind}" for kind, n in sorted(report.objects_per_type.items()))
+    print(f"Wrote {report.path} ({report.bytes} bytes): {report.events} events; objects: {objects}")
+    for reason, n in sorted(report.dropped.items()):
+        print(f"  {reason}: {n}")
+    return 0
+
+
 # ------------------------------------------------------------------------- simulator, ui, bench
 
 
@@ -432,6 +454,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         probe=not args.skip_probe,
         writer_alone=not args.skip_writer_alone,
         skip_push=args.skip_push,
+        skip_exports=args.skip_exports,
         incremental_contexts_per_day=args.api_contexts_per_day,
         extraction_contexts_per_day=args.api_contexts_per_day,
         repeat=args.repeat,
@@ -507,6 +530,22 @@ def _add_sql(sub: _Commands) -> None:
         help="seconds to wait for a run writing the warehouse (default: 120)",
     )
     sql.set_defaults(func=cmd_sql)
+
+
+def _add_export(sub: _Commands) -> None:
+    export = sub.add_parser(
+        "export",
+        help="write the warehouse as OCEL 2.0 (.jsonocel/.json, .sqlite, .xmlocel/.xml) or XES (.xes)",
+        description="Export for process-mining tools: `ocel` writes the object-centric log (process "
+        "contexts, digital processes, accounts, quotes, orders, shipments, …) as OCEL 2.0 in the format "
+        "the extension names; `xes` writes the activity log, one trace per process context.",
+    )
+    export.add_argument("what", choices=["ocel", "xes"])
+    export.add_argument("--out", required=True, help="the file to write; its extension picks the format")
+    export.add_argument(
+        "--warehouse", default=_default_warehouse(), help="default: $OE_WAREHOUSE or data/..."
+    )
+    export.set_defaults(func=cmd_export)
 
 
 def _add_simulator_and_ui(sub: _Commands) -> None:
@@ -589,6 +628,11 @@ def _add_bench(sub: _Commands) -> None:
         action="store_true",
         help="skip pushing the comparison size's warehouse into the Celonis stand-in",
     )
+    bench.add_argument(
+        "--skip-exports",
+        action="store_true",
+        help="do not time the OCEL 2.0 and XES exports of the comparison size",
+    )
     bench.set_defaults(func=cmd_bench)
 
 
@@ -602,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_demo,
         _add_materialize_and_prune,
         _add_sql,
+        _add_export,
         _add_simulator_and_ui,
         _add_celonis_simulator,
         _add_schema_and_model,

@@ -281,6 +281,22 @@ def _phases(push: Report) -> str:
     return ", ".join(f"{labels.get(k, k)} {v:,.1f} s" for k, v in phases.items())
 
 
+def _exports(main: Report) -> list[str]:
+    exports = main.get("exports")
+    if not exports:
+        return []
+    lines = [
+        f"Exports of {exports['activity_log_rows']:,} events (after {exports['seconds_prepare']:,.1f} s adding "
+        "the catalog and the activity log to a copy of our warehouse):"
+    ]
+    for name, e in exports["exports"].items():
+        lines.append(
+            f"  {name:<18} {e['seconds']:>7,.1f} s  {e['bytes'] / 1e6:>8,.1f} MB  {e['events']:>10,} events  "
+            f"{e['objects']:>9,} objects  {_num(e['events'] / e['seconds']) if e['seconds'] else '-'} events/s"
+        )
+    return lines
+
+
 def _push(main: Report) -> list[str]:
     push = main.get("celonis_push")
     if not push:
@@ -317,6 +333,7 @@ def _comparison(main: Report | None) -> list[str]:
         *_family_rows(main["rows"]),
         *_probe(main),
         *_writer_alone(main),
+        *_exports(main),
         *_push(main),
     ]
 

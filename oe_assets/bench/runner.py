@@ -22,7 +22,7 @@ import os
 import platform
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from importlib import metadata
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from oe_assets.bench.counts import compare, count_dlt, count_ours
 from oe_assets.bench.dlt_peer import DATASET, INSTALL_HINT, dlt_available
+from oe_assets.bench.generate import DEFAULT_START
 from oe_assets.bench.measure import Measured, run_measured
 from oe_assets.bench.report import evaluate_targets, format_report, megabytes
 from oe_assets.config import settings
@@ -78,6 +79,8 @@ class BenchConfig:
     writer_alone: bool = True
     """also time our writer alone on the comparison size (``oe_assets.bench.writer_alone``)"""
     skip_push: bool = False
+    skip_exports: bool = False
+    """do not time the OCEL 2.0 and XES exports of the comparison size (``oe_assets.bench.exports``)"""
     """do not push the comparison size's warehouse into the Celonis stand-in (``oe_assets.bench.celonis_push``)"""
 
 
@@ -229,6 +232,21 @@ def _run_writer_alone(
     }
 
 
+def _run_exports(config: BenchConfig, work: Path, n: int, echo: Echo) -> dict[str, Any]:
+    """OCEL 2.0 (JSON, SQLite, XML) and XES from our warehouse, completed with catalog and activity log."""
+    echo(f"[{n:,}] exports: catalog and activity log into a copy of our warehouse, then OCEL 2.0 and XES ...")
+    measured = _run_module(
+        "the exports",
+        "exports",
+        *("--db", str(work / "ours.duckdb"), "--seed", str(config.seed)),
+        *("--start", DEFAULT_START.date().isoformat(), "--days", str(config.days)),
+    )
+    exports = _with_peak_rss(measured)
+    figures = ", ".join(f"{name} {e['seconds']:,.1f} s" for name, e in exports["exports"].items())
+    echo(f"[{n:,}] exports of {exports['activity_log_rows']:,} events: {figures}")
+    return {**exports, "wall_seconds": measured.wall_seconds}
+
+
 def _run_push(work: Path, n: int, result: dict[str, Any], echo: Echo) -> dict[str, Any]:
     """Push our warehouse into the Celonis stand-in; its cost against our flatten + load time."""
     echo(f"[{n:,}] Celonis push: every declared table of our warehouse into the stand-in ...")
@@ -275,17 +293,15 @@ def _ratios(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
+EXTRAS = ("probe", "writer_alone", "exports", "push")
+"""What the comparison size adds to the loaders: the DuckDB-only probe, our writer alone, the
+process-mining exports and the Celonis push (each in its own process)."""
+
+
 def run_size(
-    config: BenchConfig,
-    n: int,
-    with_dlt: bool,
-    echo: Echo,
-    with_probe: bool = False,
-    with_writer_alone: bool = False,
-    with_push: bool = False,
+    config: BenchConfig, n: int, with_dlt: bool, echo: Echo, extras: Collection[str] = ()
 ) -> dict[str, Any]:
-    """Generate N contexts, load them with ours (and dlt, the probe, our writer alone), compare the
-    rows, and (``with_push``) push our warehouse into the Celonis stand-in."""
+    """Generate N contexts, load them with ours (and dlt), compare the rows, then run ``extras``."""
     work = _empty_dir(config.work_dir / f"n{n}")
     jsonl = work / "contexts.jsonl"
     result = _generate(config, n, jsonl, echo)
@@ -296,14 +312,15 @@ def run_size(
     result["rows"] = compare(
         count_ours(work / "ours.duckdb"), count_dlt(work / "dlt.duckdb", DATASET) if dlt else None
     )
-    result["native_probe"] = _run_probe(jsonl, work, n, ours.summary, echo) if with_probe else None
+    result["native_probe"] = _run_probe(jsonl, work, n, ours.summary, echo) if "probe" in extras else None
     result["writer_alone"] = (
-        _run_writer_alone(jsonl, work, n, ours.summary, echo) if with_writer_alone else None
+        _run_writer_alone(jsonl, work, n, ours.summary, echo) if "writer_alone" in extras else None
     )
     if dlt:
         result["ratios"] = _ratios(result)
+    result["exports"] = _run_exports(config, work, n, echo) if "exports" in extras else None
     # last: the push adds the ledger's tables to our warehouse
-    result["celonis_push"] = _run_push(work, n, result, echo) if with_push else None
+    result["celonis_push"] = _run_push(work, n, result, echo) if "push" in extras else None
     if not config.keep_files:
         shutil.rmtree(work, ignore_errors=True)
     return result
@@ -422,6 +439,16 @@ def _report_head(config: BenchConfig, have_dlt: bool) -> dict[str, Any]:
     }
 
 
+def _extras(config: BenchConfig) -> list[str]:
+    wanted = {
+        "probe": config.probe,
+        "writer_alone": config.writer_alone,
+        "exports": not config.skip_exports,
+        "push": not config.skip_push,
+    }
+    return [extra for extra in EXTRAS if wanted[extra]]
+
+
 def _run_sizes(config: BenchConfig, have_dlt: bool, echo: Echo) -> list[dict[str, Any]]:
     """Every size, smallest first; dlt, the probe and the writer alone where the config says."""
     results = []
@@ -433,9 +460,7 @@ def _run_sizes(config: BenchConfig, have_dlt: bool, echo: Echo) -> list[dict[str
                 n,
                 have_dlt and not config.skip_dlt and n <= config.dlt_max_contexts,
                 echo,
-                with_probe=config.probe and comparison,
-                with_writer_alone=config.writer_alone and comparison,
-                with_push=not config.skip_push and comparison,
+                _extras(config) if comparison else (),
             )
         )
     return results

@@ -26,6 +26,7 @@ CLIENT_ID = "OE_CLIENT_ID"
 CLIENT_SECRET = "OE_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
 DIGITAL_PROCESS_IDS = "OE_DIGITAL_PROCESS_IDS"
 WAREHOUSE = "OE_WAREHOUSE"
+EXPORT_DIR = "OE_EXPORT_DIR"
 START_DATE = "OE_START_DATE"
 REQUEST_DEADLINE = "OE_REQUEST_DEADLINE_SECONDS"
 RETRY_BUDGET = "OE_RETRY_BUDGET_SECONDS"
@@ -220,6 +221,7 @@ class Settings:
 
     api: ApiSettings = field(default_factory=ApiSettings)
     warehouse: Path = Path(DEFAULT_WAREHOUSE)
+    export_dir: Path | None = None  # the exports' folder; None: `exports` beside the warehouse file
     start_date: date = DEFAULT_START_DATE
     sensor: SensorSettings = field(default_factory=SensorSettings)
     celonis: CelonisSettings = field(default_factory=CelonisSettings)
@@ -230,6 +232,7 @@ class Settings:
         return cls(
             api=ApiSettings.from_env(env),
             warehouse=Path(env.get(WAREHOUSE) or DEFAULT_WAREHOUSE),
+            export_dir=Path(env[EXPORT_DIR]) if env.get(EXPORT_DIR) else None,
             start_date=parse_day(START_DATE, env.get(START_DATE), DEFAULT_START_DATE),
             sensor=SensorSettings.from_env(env),
             celonis=CelonisSettings.from_env(env),
@@ -246,6 +249,7 @@ class Settings:
             RETRY_BUDGET: str(api.retry_budget_seconds),
             MAX_RESPONSE_MB: str(api.max_response_mb),
             WAREHOUSE: str(self.warehouse),
+            EXPORT_DIR: str(self.export_dir or ""),
             START_DATE: self.start_date.isoformat(),
             SENSOR_INTERVAL: str(sensor.interval_seconds),
             SENSOR_MAX_PARTITIONS: str(sensor.max_partitions_per_tick),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -103,6 +104,16 @@ class WarehouseResource(DuckDBResource):
         description="DuckDB settings (memory_limit, checkpoint_threshold, ...) for every connection.",
     )
     lock_timeout_seconds: float = Field(default=900.0, description="How long to wait for another writer.")
+    export_dir: str = Field(
+        default="",
+        description=f"Folder of the exports and the process map ({settings.EXPORT_DIR}); empty = `exports` "
+        "beside the warehouse file.",
+    )
+
+    def exports_folder(self) -> Path:
+        """Where the exports go: beside this warehouse unless set, so a test's warehouse or a second
+        project's never writes into another one's folder."""
+        return Path(self.export_dir) if self.export_dir else Path(self.database).resolve().parent / "exports"
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -123,6 +134,9 @@ class CelonisResource(dg.ConfigurableResource):
     )
     data_model: str = Field(
         default=settings.DEFAULT_DATA_MODEL, description=f"Data model name ({settings.CELONIS_DATA_MODEL})."
+    )
+    retry_budget_seconds: float = Field(
+        default=300.0, description="Longest time one Celonis call may take, its retries and waits included."
     )
     jobs_per_hour: int = Field(
         default=250,
@@ -158,7 +172,13 @@ class CelonisResource(dg.ConfigurableResource):
             credential = StaticKey("Bearer", Secret(self.api_key))
         else:
             credential = StaticKey("AppKey", Secret(self.app_key))
-        return CelonisConfig(self.url, self.pool_id, credential, connection_id=self.connection_id)
+        return CelonisConfig(
+            self.url,
+            self.pool_id,
+            credential,
+            connection_id=self.connection_id,
+            retry_budget_seconds=self.retry_budget_seconds,
+        )
 
     @contextmanager
     def open_api(self) -> Iterator[CelonisApi]:
@@ -181,7 +201,7 @@ def celonis_resource(config: settings.CelonisSettings) -> CelonisResource:
         connection_id=config.connection_id,
         data_model=config.data_model,
         jobs_per_hour=config.jobs_per_hour,
-        **{field_name: dg.EnvVar(variable) for field_name, variable in names.items()},
+        **{field_name: dg.EnvVar(variable) for field_name, variable in names.items()},  # type: ignore[arg-type]
     )
 
 
@@ -200,5 +220,7 @@ def resources_for(config: settings.Settings) -> dict[str, dg.ConfigurableResourc
             retry_budget_seconds=api.retry_budget_seconds,
             max_response_megabytes=api.max_response_mb,
         ),
-        "warehouse": WarehouseResource(database=str(config.warehouse)),
+        "warehouse": WarehouseResource(
+            database=str(config.warehouse), export_dir=str(config.export_dir or "")
+        ),
     }

@@ -11,11 +11,12 @@ step's write, not of a run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from oe_assets.warehouse.connection import open_warehouse
 from oe_assets.warehouse.locking import WarehouseBusyError, exclusive_file_lock, lock_path_for
@@ -55,3 +56,11 @@ def _busy(warehouse: Path, wait_seconds: float) -> WarehouseBusyError:
     return WarehouseBusyError(
         f"a run kept the warehouse {warehouse} open for writing for more than {wait_seconds:g} s"
     )
+
+
+def polars_frame(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | Mapping[str, object] | None = None
+) -> pl.DataFrame:
+    """A query's rows as a polars DataFrame, through Arrow (no row-by-row Python); an empty result
+    keeps its columns and types (an Arrow stream with no batch would lose them)."""
+    return pl.DataFrame(pl.from_arrow(conn.execute(sql, params or []).arrow().read_all()))

@@ -48,6 +48,7 @@ SQL = [
 ]
 SQL_CSV = ["sql", "SELECT * FROM event_log ORDER BY instance_id", "--csv", "--warehouse", "demo.duckdb"]
 SIMULATOR = ["simulator", "--port", "{port}", "--seed", "5", "--days", "1", "--contexts-per-day", "4"]
+EXPORT = ["export", "ocel", "--out", "contexts.jsonocel", "--warehouse", "demo.duckdb"]
 CELONIS_SIMULATOR = ["celonis-simulator", "--port", "{port}", "--pool-db", "pool.duckdb"]
 SCHEMA = ["schema", "infer", "--warehouse", "demo.duckdb", "--out", "tables.json"]
 MODEL = ["model", "export", "--out", "model.json"]
@@ -58,6 +59,7 @@ BENCH_REST = [
     "--skip-probe",
     "--skip-writer-alone",
     "--skip-push",
+    "--skip-exports",
     "--out",
     "b.json",
     "--work-dir",
@@ -71,6 +73,7 @@ EXERCISED = [
     PRUNE,
     SQL,
     SQL_CSV,
+    EXPORT,
     SIMULATOR,
     CELONIS_SIMULATOR,
     SCHEMA,
@@ -118,6 +121,7 @@ def test_the_readme_documents_every_command() -> None:
         "materialize",
         "prune",
         "sql",
+        "export",
         "simulator",
         "celonis-simulator",
         "schema",
@@ -241,6 +245,15 @@ def test_sql_prints_a_table(demo: Demo) -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"│\s+status\s+│\s+n\s+│", result.stdout), result.stdout
     assert re.search(r"│ finished\s+│\s+\d+ │", result.stdout), result.stdout
+
+
+def test_export_writes_the_demos_contexts_as_ocel(demo: Demo) -> None:
+    result = oe_assets(EXPORT, demo.env, demo.folder, timeout=120)
+    assert result.returncode == 0, result.stderr
+    events = _table_counts(demo.stdout)["activity_log"]
+    assert result.stdout.startswith("Wrote contexts.jsonocel (")
+    assert f"{events} events" in result.stdout
+    assert (demo.folder / "contexts.jsonocel").stat().st_size > 1000
 
 
 def test_sql_csv_prints_every_row(demo: Demo) -> None:

@@ -20,7 +20,7 @@ from oe_assets_tests.support.helpers import SAMPLES
 CASE = "01HCJ2VRN61N7J5WQSYQ9Z1JEZ-01H7YP07GX9TFRK4S0RRGZ11WT-01HCVQ2M8X1D4W2T7K9B3N5TST"
 
 
-def test_activity_log_keeps_start_steps_status_history_and_end(
+def test_activity_log_keeps_start_steps_status_history_and_end_once(
     simulator: SimulatorServer, resources: dict, instance: dg.DagsterInstance, warehouse_path: Path
 ) -> None:
     defs = build_definitions(resources)
@@ -66,10 +66,68 @@ def test_activity_log_keeps_start_steps_status_history_and_end(
         ("check_stock", t1, "step", name),
         ("Status: running", t1, "status", name),
         ("score_quote", t2, "step", name),
-        ("Status: finished", t3, "status", name),
-        ("Process finished", t3, "end", name),
+        ("Process finished", t3, "end", name),  # "Status: finished" at t3 says the same: dropped
     ]
     assert seed_row == ("finished", t3)  # the extractor's event log keeps one row, updated by MERGE
+
+
+def test_every_event_type_key_with_a_time_of_its_own_becomes_an_activity(
+    simulator: SimulatorServer, resources: dict, instance: dg.DagsterInstance, warehouse_path: Path
+) -> None:
+    """The time fields of the module's rule, in their order; keys without one, dates deeper in a
+    payload and the context's own metadata give no activity."""
+    template = simulator.world.templates()[0]
+    t0 = (simulator.world.now - timedelta(hours=3)).replace(tzinfo=None, microsecond=0)
+    at = [t0 + timedelta(minutes=n) for n in range(10)]
+    doc = json.loads((SAMPLES / "process_context_spotbuy.json").read_text())
+    doc["context"].update(
+        {
+            "processid": CASE,
+            "executionTemplateID": template["id"],
+            "order.created": {"order": {"id": "EON1", "placed": {"timestamp": format_oe_timestamp(at[9])}}},
+            "_timer-event": {"firedAt": format_oe_timestamp(at[1]), "timeExpression": "R/PT1H"},
+            "Payment-Captured": {"occurredAt": format_oe_timestamp(at[2]), "amount": 5},
+            "score_quote": {
+                "metadata": {"occurredAt": format_oe_timestamp(at[3]), "type": "cloud-function"},
+                "timestamp": format_oe_timestamp(at[8]),
+            },
+            "shipment.Dispatched": {
+                "metadata": {"occurredAt": "soon"},
+                "createdAt": format_oe_timestamp(at[4]),
+            },
+            "inventory.Sync-Completed": {"metadata": {"timestamp": format_oe_timestamp(at[5])}},
+        }
+    )
+    doc["context"]["metadata"]["createdAt"] = format_oe_timestamp(at[7])  # the run's data, not an event
+    doc["context"]["check_stock"]["metadata"]["occurredAt"] = format_oe_timestamp(at[6])
+    doc["metadata"].update(
+        tenant=template["tenant"], createdAt=format_oe_timestamp(t0), updatedAt=format_oe_timestamp(at[9])
+    )
+    doc["status"] = "running"
+    simulator.world.put_context(doc)
+    assert run_whole_graph(build_definitions(resources), t0.date(), t0.date(), instance=instance).success
+
+    conn = duckdb.connect(str(warehouse_path), read_only=True)
+    try:
+        steps = conn.execute(
+            "SELECT activity, event_time, source FROM activity_log WHERE case_id = ? AND activity_type = 'step' "
+            "ORDER BY event_time",
+            [CASE],
+        ).fetchall()
+    finally:
+        conn.close()
+    assert steps == [
+        ("_timer-event", at[1], "execution_context.context$_timer-event$firedAt"),
+        ("Payment-Captured", at[2], "execution_context.context$Payment-Captured$occurredAt"),
+        ("score_quote", at[3], "execution_context.context$score_quote$metadata$occurredAt"),
+        ("shipment.Dispatched", at[4], "execution_context.context$shipment.Dispatched$createdAt"),
+        (
+            "inventory.Sync-Completed",
+            at[5],
+            "execution_context.context$inventory.Sync-Completed$metadata$timestamp",
+        ),
+        ("check_stock", at[6], "execution_context.context$check_stock$metadata$occurredAt"),
+    ]
 
 
 def test_times_written_with_an_offset_land_at_their_utc_instant_and_day(

@@ -168,7 +168,7 @@ def _report_of(result: dict[str, Any]) -> dict[str, Any]:
 def test_native_probe_builds_the_same_tables_with_the_same_row_counts(tmp_path: Path) -> None:
     """The DuckDB-only probe is a ceiling only if it did our loader's work: same tables, same rows."""
     config = BenchConfig(work_dir=tmp_path / "work", keep_files=True, days=3, scale=[])
-    result = run_size(config, N, False, lambda _line: None, with_probe=True)
+    result = run_size(config, N, False, lambda _line: None, ["probe"])
     probe = result["native_probe"]
     assert probe["rows_equal_to_ours"] is True
     assert probe["wall_seconds"] > 0
@@ -199,7 +199,7 @@ def test_native_probe_builds_the_same_tables_with_the_same_row_counts(tmp_path: 
 def test_the_writer_alone_writes_the_loaders_tables_and_is_reported(tmp_path: Path) -> None:
     """The writer's floor counts only if it wrote what the loader wrote, row for row."""
     config = BenchConfig(work_dir=tmp_path / "work", keep_files=True, days=3, scale=[])
-    result = run_size(config, N, False, lambda _line: None, with_writer_alone=True)
+    result = run_size(config, N, False, lambda _line: None, ["writer_alone"])
     alone = result["writer_alone"]
     assert alone["rows_equal_to_ours"] is True
     assert alone["in_process"]["contexts"] == N
@@ -232,7 +232,7 @@ def test_the_writer_alone_writes_the_loaders_tables_and_is_reported(tmp_path: Pa
 def test_the_celonis_push_of_our_warehouse_is_timed_checked_and_reported(tmp_path: Path) -> None:
     """Every declared table of the bench's warehouse reaches the stand-in, row for row, and is judged."""
     config = BenchConfig(work_dir=tmp_path / "work", days=3, scale=[])
-    result = run_size(config, N, False, lambda _line: None, with_push=True)
+    result = run_size(config, N, False, lambda _line: None, ["push"])
     push = result["celonis_push"]
     assert push["warehouse_rows"] == result["rows"]["ours_total_rows"]
     assert push["warehouse_tables_not_declared"] == []  # the model declares every generated table
@@ -285,3 +285,20 @@ def test_the_loader_reads_the_day_off_the_line_or_parses_it() -> None:
         _created_day(b'{"metadata": ', 5)
     with pytest.raises(ValueError, match=r"line 6: metadata\.createdAt None is missing"):
         _created_day(b'{"metadata":{}}', 6)
+
+
+def test_the_exports_of_the_comparison_set_are_timed_and_reported(tmp_path: Path) -> None:
+    """The bench's warehouse, completed with catalog and activity log, exported in every format."""
+    config = BenchConfig(work_dir=tmp_path / "work", days=3, scale=[])
+    result = run_size(config, N, False, lambda _line: None, ["exports"])
+    exports = result["exports"]
+    assert exports["activity_log_rows"] > N  # at least a start and a step per context
+    assert set(exports["exports"]) == {"ocel.jsonocel", "ocel.sqlite", "ocel.xmlocel", "activity_log.xes"}
+    for name, figures in exports["exports"].items():
+        assert figures["events"] == exports["activity_log_rows"], name
+        assert figures["seconds"] > 0, name
+        assert figures["bytes"] > 1000, name
+    assert exports["exports"]["ocel.jsonocel"]["objects"] >= N  # a process context per context, and more
+    text = format_report(_report_of(result))
+    assert f"Exports of {exports['activity_log_rows']:,} events" in text
+    assert "activity_log.xes" in text

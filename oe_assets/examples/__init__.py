@@ -1,0 +1,1 @@
+"""Examples of a user's own assets over our tables (not part of the project's graph)."""
