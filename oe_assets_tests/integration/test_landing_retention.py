@@ -20,8 +20,7 @@ import duckdb
 import orjson
 import pytest
 
-from oe_assets.client import OeClient, OeClientConfig
-from oe_assets.config.secret import Secret
+from oe_assets.client import OeClient
 from oe_assets.core.timestamps import format_oe_timestamp, parse_oe_timestamp
 from oe_assets.definitions import build_definitions
 from oe_assets.landing.raw_contexts import land_process_contexts
@@ -146,21 +145,8 @@ def test_a_context_that_comes_back_loses_its_mark_everywhere(shrunk: Shrunk) -> 
 
 
 # ------------------------------------------------------------------------- one refresh at a time
-@pytest.fixture
-def client(simulator: SimulatorServer) -> Iterator[OeClient]:
-    config = OeClientConfig(
-        api_url=simulator.url,
-        auth_url=simulator.url,
-        client_id=simulator.client_id,
-        client_secret=Secret(simulator.client_secret),
-        page_size=20,
-    )
-    with OeClient(config) as oe:
-        yield oe
-
-
 def test_an_older_version_never_overwrites_the_newer_one_landed(
-    simulator: SimulatorServer, client: OeClient, warehouse_path: Path
+    simulator: SimulatorServer, oe_client: OeClient, warehouse_path: Path
 ) -> None:
     original = simulator.world.contexts()[0]
     pid, day = original["context"]["processid"], created_day(original)
@@ -175,9 +161,9 @@ def test_an_older_version_never_overwrites_the_newer_one_landed(
     conn = duckdb.connect(str(warehouse_path))
     try:
         simulator.world.put_context(newer)
-        land_process_contexts(conn, client, [original["context"]["executionTemplateID"]], [day])
+        land_process_contexts(conn, oe_client, [original["context"]["executionTemplateID"]], [day])
         simulator.world.put_context(stale)  # the API answers with an older copy
-        report = land_process_contexts(conn, client, [original["context"]["executionTemplateID"]], [day])
+        report = land_process_contexts(conn, oe_client, [original["context"]["executionTemplateID"]], [day])
         row = conn.execute(
             "SELECT document, status FROM raw_process_contexts WHERE process_id = ?", [pid]
         ).fetchone()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import orjson
-import pytest
 
 from oe_assets.client import OeClient, OeClientConfig
 from oe_assets.config.secret import Secret
@@ -22,27 +20,14 @@ from oe_assets.simulator.world import ContextPage
 from oe_assets_tests.support.helpers import created_day, doc_hash
 
 
-@pytest.fixture
-def client(simulator: SimulatorServer) -> Iterator[OeClient]:
-    config = OeClientConfig(
-        api_url=simulator.url,
-        auth_url=simulator.url,
-        client_id=simulator.client_id,
-        client_secret=Secret(simulator.client_secret),
-        page_size=20,
-    )
-    with OeClient(config) as oe:
-        yield oe
-
-
 def test_a_refresh_updates_a_day_keeps_what_vanished_marked_and_leaves_other_days_alone(
-    simulator: SimulatorServer, client: OeClient, warehouse_path: Path
+    simulator: SimulatorServer, oe_client: OeClient, warehouse_path: Path
 ) -> None:
     contexts = simulator.world.contexts()
     days = sorted({created_day(c) for c in contexts})
     template_ids = [t["id"] for t in simulator.world.templates()]
     conn = duckdb.connect(str(warehouse_path))
-    report = land_process_contexts(conn, client, template_ids, days)
+    report = land_process_contexts(conn, oe_client, template_ids, days)
     assert report.rows == len(contexts)
     assert report.stage.api_pages > 0
     first = _landed_conn(conn)
@@ -58,7 +43,7 @@ def test_a_refresh_updates_a_day_keeps_what_vanished_marked_and_leaves_other_day
     simulator.world.put_context(changed)
     simulator.world.delete_context(gone["context"]["processid"])
     other_day = {c["context"]["processid"]: doc_hash(c) for c in contexts if created_day(c) == days[1]}
-    report = land_process_contexts(conn, client, template_ids, [days[0]])
+    report = land_process_contexts(conn, oe_client, template_ids, [days[0]])
     after = _landed_conn(conn)
     assert report.rows_per_partition == {days[0].isoformat(): len(day0) - 1}
     assert [(d.landed_before, d.returned_now, d.newly_missing) for d in report.retention] == [
@@ -77,13 +62,13 @@ def test_a_refresh_updates_a_day_keeps_what_vanished_marked_and_leaves_other_day
     assert [h[0] for h in history] == [original["status"], "failed"]
 
     # Idempotent: the same refresh again changes nothing (the mark keeps when it was first missed).
-    land_process_contexts(conn, client, template_ids, [days[0]])
+    land_process_contexts(conn, oe_client, template_ids, [days[0]])
     assert _landed_conn(conn) == after
     assert _marked(conn) == marked
 
     # The context comes back: its mark is cleared.
     simulator.world.put_context(gone)
-    land_process_contexts(conn, client, template_ids, [days[0]])
+    land_process_contexts(conn, oe_client, template_ids, [days[0]])
     assert _marked(conn) == {}
     conn.close()
 
@@ -101,21 +86,21 @@ def _landed_conn(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def test_contexts_of_a_deleted_digital_process_stay_landed(
-    simulator: SimulatorServer, client: OeClient, warehouse_path: Path
+    simulator: SimulatorServer, oe_client: OeClient, warehouse_path: Path
 ) -> None:
     days = sorted({created_day(c) for c in simulator.world.contexts()})
     templates = [t["id"] for t in simulator.world.templates() if simulator.world.contexts(t["id"])]
     victim = templates[0]
     kept = {c["context"]["processid"] for c in simulator.world.contexts(victim)}
     conn = duckdb.connect(str(warehouse_path))
-    land_process_contexts(conn, client, templates, days)
-    land_catalog(conn, RAW_TEMPLATES, client.list_execution_templates(), utc_now())
+    land_process_contexts(conn, oe_client, templates, days)
+    land_catalog(conn, RAW_TEMPLATES, oe_client.list_execution_templates(), utc_now())
 
     simulator.world.delete_template(victim)  # OE deletes the contexts of a deleted digital process
-    remaining = [t["id"] for t in client.list_execution_templates()]
+    remaining = [t["id"] for t in oe_client.list_execution_templates()]
     assert victim not in remaining
-    land_process_contexts(conn, client, remaining, days)
-    land_catalog(conn, RAW_TEMPLATES, client.list_execution_templates(), utc_now())
+    land_process_contexts(conn, oe_client, remaining, days)
+    land_catalog(conn, RAW_TEMPLATES, oe_client.list_execution_templates(), utc_now())
 
     landed = {r[0] for r in conn.execute("SELECT process_id FROM raw_process_contexts").fetchall()}
     assert kept <= landed
@@ -125,7 +110,7 @@ def test_contexts_of_a_deleted_digital_process_stay_landed(
 
 
 def test_bad_records_are_quarantined_with_a_reason_and_good_ones_land(
-    simulator: SimulatorServer, client: OeClient, warehouse_path: Path
+    simulator: SimulatorServer, oe_client: OeClient, warehouse_path: Path
 ) -> None:
     good = simulator.world.contexts()[0]
     day = created_day(good)
@@ -138,7 +123,7 @@ def test_bad_records_are_quarantined_with_a_reason_and_good_ones_land(
     simulator.world.put_context(no_id, template_id=good["context"]["executionTemplateID"])
     simulator.world.put_context(bad_time)
     conn = duckdb.connect(str(warehouse_path))
-    report = land_process_contexts(conn, client, [good["context"]["executionTemplateID"]], [day])
+    report = land_process_contexts(conn, oe_client, [good["context"]["executionTemplateID"]], [day])
     reasons = {q.reason for q in report.stage.quarantine_samples}
     assert "context.processid is missing or not a non-empty string" in reasons
     quarantine = conn.execute(
@@ -177,7 +162,7 @@ def _serve_instead(
 
 
 def test_the_raw_layer_keeps_the_apis_text_byte_for_byte(
-    simulator: SimulatorServer, client: OeClient, warehouse_path: Path
+    simulator: SimulatorServer, oe_client: OeClient, warehouse_path: Path
 ) -> None:
     """Duplicate keys, an integer beyond 64 bits, escapes, spacing and nesting 300 deep (deeper
     than orjson writes) are stored as the API sent them, with the SHA-256 of that text."""
@@ -194,7 +179,7 @@ def test_the_raw_layer_keeps_the_apis_text_byte_for_byte(
     assert crafted != stored
     _serve_instead(simulator, {stored: crafted})
     conn = duckdb.connect(str(warehouse_path))
-    land_process_contexts(conn, client, [base["context"]["executionTemplateID"]], [created_day(base)])
+    land_process_contexts(conn, oe_client, [base["context"]["executionTemplateID"]], [created_day(base)])
     row = conn.execute(
         "SELECT document, document_sha256, typeof(document) FROM raw_process_contexts WHERE process_id = ?",
         [base["context"]["processid"]],
@@ -207,7 +192,7 @@ def test_the_raw_layer_keeps_the_apis_text_byte_for_byte(
 
 
 def test_unusable_elements_of_a_page_are_quarantined_with_their_text(
-    simulator: SimulatorServer, client: OeClient, warehouse_path: Path
+    simulator: SimulatorServer, oe_client: OeClient, warehouse_path: Path
 ) -> None:
     """A record with NaN goes to the quarantine on the day its createdAt names; an element that
     is no object, on the run's first day; the good records of the page land beside them."""
@@ -220,7 +205,7 @@ def test_unusable_elements_of_a_page_are_quarantined_with_their_text(
     )
     _serve_instead(simulator, {}, [nan_text.encode(), b"42"])
     conn = duckdb.connect(str(warehouse_path))
-    land_process_contexts(conn, client, [template], days)
+    land_process_contexts(conn, oe_client, [template], days)
     quarantine = conn.execute(
         "SELECT partition_key, record_key, reason, document FROM _oe_quarantine "
         "WHERE family = 'raw_process_contexts' ORDER BY record_key NULLS LAST"

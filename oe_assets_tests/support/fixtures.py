@@ -9,6 +9,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from oe_assets.client import OeClient, OeClientConfig
+from oe_assets.config.secret import Secret
 from oe_assets.orchestration.resources import OeApiResource, WarehouseResource
 from oe_assets.simulator import SimulatorServer
 
@@ -46,3 +48,17 @@ def instance() -> Iterator[dg.DagsterInstance]:
     disk (the CLI, the UI) make their own."""
     with dg.DagsterInstance.ephemeral() as inst:
         yield inst
+
+
+@pytest.fixture
+def oe_client(simulator: SimulatorServer) -> Iterator[OeClient]:
+    """The OE client against the simulator, small pages (several per day)."""
+    config = OeClientConfig(
+        api_url=simulator.url,
+        auth_url=simulator.url,
+        client_id=simulator.client_id,
+        client_secret=Secret(simulator.client_secret),
+        page_size=20,
+    )
+    with OeClient(config) as oe:
+        yield oe
