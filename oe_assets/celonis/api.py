@@ -259,8 +259,8 @@ class CelonisApi:
         except OeAuthError as exc:
             raise _credentials_refused(self.config, exc.status) from None
         except OeRetryBudgetExceeded as exc:
-            if exc.last_reason.startswith("HTTP 429"):
-                raise CelonisHourlyLimit(_asked_wait(exc.last_reason), f" ({method} {path})") from None
+            if exc.last_status == 429:
+                raise CelonisHourlyLimit(exc.retry_after, f" ({method} {path})") from None
             raise CelonisError(str(exc)) from None
         except OeError as exc:
             raise CelonisError(str(exc)) from None
@@ -280,16 +280,6 @@ def _items(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, dict) and isinstance(value.get("content"), list):
         value = value["content"]
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-def _asked_wait(reason: str) -> float | None:
-    marker = "asked to wait "
-    if marker not in reason:
-        return None
-    try:
-        return float(reason.split(marker, 1)[1].split(" ", 1)[0])
-    except ValueError:
-        return None
 
 
 def _parse(answer: Answer, method: str, path: str, config: CelonisConfig) -> Any:

@@ -91,6 +91,8 @@ class OeRetryBudgetExceeded(OeError):
         *,
         setting: str = "OE_API_URL",
         what: str = "OE API",
+        last_status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(
             f"{what} at {url} kept failing ({last_reason}) after {attempts} attempts in {seconds:.1f} s; "
@@ -98,6 +100,8 @@ class OeRetryBudgetExceeded(OeError):
         )
         self.url = url
         self.last_reason = last_reason
+        self.last_status = last_status  # the last answer's HTTP status (None: no answer came)
+        self.retry_after = retry_after  # the wait it asked for, when longer than what was left
         self.attempts = attempts
         self.seconds = seconds
 

@@ -338,7 +338,14 @@ class RetryingSender:
         if outcome.give_up is not None:
             return outcome.give_up(attempts, spent)
         return OeRetryBudgetExceeded(
-            target.url, outcome.reason, attempts, spent, setting=target.setting, what=target.what
+            target.url,
+            outcome.reason,
+            attempts,
+            spent,
+            setting=target.setting,
+            what=target.what,
+            last_status=int(outcome.key) if outcome.key.isdigit() else None,
+            retry_after=outcome.retry_after,
         )
 
     def _wait(
