@@ -24,6 +24,7 @@ import duckdb
 
 from oe_assets.celonis.errors import CelonisError
 from oe_assets.celonis.schema import PARQUET_TYPES, PushColumn, push_columns
+from oe_assets.warehouse.reading import scalar_count
 from oe_assets.warehouse.sql import quote_ident
 
 ROWS = "_oe_celonis_rows"
@@ -101,8 +102,8 @@ def plan_table(
     folder.mkdir(parents=True, exist_ok=True)
     _check_null_keys(conn, plan)
     _stage_keys(conn, plan, destination)
-    plan.warehouse_rows = _count(conn, f"SELECT count(*) FROM {_STAGE}")
-    plan.upserts = _count(conn, f"SELECT count(*) FROM {_STAGE} WHERE __oe_changed")
+    plan.warehouse_rows = scalar_count(conn, f"SELECT count(*) FROM {_STAGE}")
+    plan.upserts = scalar_count(conn, f"SELECT count(*) FROM {_STAGE} WHERE __oe_changed")
     if plan.upserts or plan.mode == "REPLACE":
         _write_upserts(conn, plan)
     if plan.mode == "DELTA":
@@ -195,7 +196,7 @@ def _plan_deletes(conn: duckdb.DuckDBPyConnection, plan: TablePlan, destination:
         f"SELECT d.row_key FROM {ROWS} d WHERE d.destination = ? AND d.target = ? "
         f"AND NOT EXISTS (SELECT 1 FROM {_STAGE} s WHERE s.__oe_key = d.row_key)"
     )
-    plan.deletes = _count(conn, f"SELECT count(*) FROM ({gone})", [destination, plan.target])
+    plan.deletes = scalar_count(conn, f"SELECT count(*) FROM ({gone})", [destination, plan.target])
     if not plan.deletes:
         return
     by_name = {c.name: c for c in plan.columns}
@@ -218,11 +219,6 @@ def _copy(conn: duckdb.DuckDBPyConnection, query: str, params: list[str], folder
 
 def _path(folder: Path) -> str:
     return str(folder).replace("'", "''")
-
-
-def _count(conn: duckdb.DuckDBPyConnection, query: str, params: list[str] | None = None) -> int:
-    row = conn.execute(query, params or []).fetchone()
-    return int(row[0]) if row else 0
 
 
 def confirm(conn: duckdb.DuckDBPyConnection, destination: str, plan: TablePlan, job_id: str) -> None:
@@ -278,7 +274,7 @@ def record_submissions(
 def submitted_this_hour(conn: duckdb.DuckDBPyConnection, destination: str) -> int:
     """Our submissions since the full UTC hour (Celonis counts 250 per team from the full hour)."""
     ensure_ledger(conn)
-    return _count(
+    return scalar_count(
         conn,
         f"SELECT count(*) FROM {SUBMISSIONS} WHERE destination = ? "
         "AND submitted_at >= date_trunc('hour', timezone('UTC', now()))",

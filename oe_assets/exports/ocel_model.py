@@ -29,6 +29,7 @@ import pyarrow as pa
 from oe_assets.exports.business_objects import ROOT_KEY_COLUMN, ObjectSource, find_object_sources
 from oe_assets.exports.sanitize import sanitize_tables
 from oe_assets.exports.source import require_tables, table_columns
+from oe_assets.warehouse.reading import scalar_count
 from oe_assets.warehouse.sql import quote_ident, quote_literal, utc_timestamp
 
 CONTEXT_TYPE = "process context"
@@ -166,13 +167,8 @@ def _create_attributes(conn: duckdb.DuckDBPyConnection, sources: list[ObjectSour
         f"""CREATE OR REPLACE TEMP TABLE x_attrs AS SELECT u.* FROM ({union}) AS u(object_type, raw_id, name, time, value)
             SEMI JOIN x_objects o ON o.object_type = u.object_type AND o.raw_id = u.raw_id"""
     )
-    nan = sum(_count(conn, q) for q in nan_checks)
+    nan = sum(scalar_count(conn, q) for q in nan_checks)
     return {"NaN or infinite numbers dropped": nan} if nan else {}
-
-
-def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = conn.execute(sql).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _attribute_sources(

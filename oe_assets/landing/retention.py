@@ -22,6 +22,7 @@ from oe_assets.landing.raw_contexts import DELETED_AT, FAMILY, QUARANTINE, RAW_C
 from oe_assets.load.contexts import write_landed_partitions
 from oe_assets.model.integrity import table_exists
 from oe_assets.warehouse import COLUMNS_TABLE, TABLES_TABLE, WriteReport, quote_ident, transaction
+from oe_assets.warehouse.reading import scalar_count
 
 MODEL_DELETED_AT = DELETED_AT_COLUMN
 CONTEXT_TABLE = CONTEXTS.root_table
@@ -97,13 +98,13 @@ def prune_deleted(conn: duckdb.DuckDBPyConnection, *, before: date | None, dry_r
                 WHERE {DELETED_AT} IS NOT NULL AND (?::DATE IS NULL OR {DELETED_AT} < ?::DATE)""",
             [before, before],
         )
-        report.contexts = _count(conn, "SELECT count(*) FROM _oe_prune")
+        report.contexts = scalar_count(conn, "SELECT count(*) FROM _oe_prune")
         for table, key, condition in _tables_holding_contexts(conn):
             where = f"{quote_ident(key)} IN (SELECT process_id FROM _oe_prune){condition}"
             if dry_run:
-                rows = _count(conn, f"SELECT count(*) FROM {quote_ident(table)} WHERE {where}")
+                rows = scalar_count(conn, f"SELECT count(*) FROM {quote_ident(table)} WHERE {where}")
             else:
-                rows = _count(conn, f"DELETE FROM {quote_ident(table)} WHERE {where}")
+                rows = scalar_count(conn, f"DELETE FROM {quote_ident(table)} WHERE {where}")
             report.rows_per_table[table] = rows
         conn.execute("DROP TABLE _oe_prune")
     return report
@@ -125,8 +126,3 @@ def _tables_holding_contexts(conn: duckdb.DuckDBPyConnection) -> list[tuple[str,
         ).fetchall()
         candidates += [(str(name), CONTEXTS.root_key_column, "") for (name,) in family_tables]
     return [c for c in candidates if table_exists(conn, c[0])]
-
-
-def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = conn.execute(sql).fetchone()
-    return int(row[0]) if row else 0

@@ -18,6 +18,7 @@ import duckdb
 from oe_assets.landing.retention import MODEL_DELETED_AT, ensure_model_deleted_column
 from oe_assets.model.integrity import table_exists
 from oe_assets.warehouse import transaction
+from oe_assets.warehouse.reading import scalar_count
 from oe_assets.warehouse.sql import utc_timestamp
 
 EVENT_LOG = "event_log"
@@ -58,14 +59,14 @@ def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) 
         conn.execute(EVENT_LOG_DDL)
         conn.execute(DELETED_COLUMN_DDL)
         if not model_tables_exist(conn):  # nothing has landed yet: an empty log, not an error
-            total = _count(conn, "SELECT count(*) FROM event_log")
+            total = scalar_count(conn, "SELECT count(*) FROM event_log")
             return {"source_rows": 0, "inserted": 0, "updated": 0, "total": total}
         ensure_model_deleted_column(conn)
         conn.execute(f"CREATE OR REPLACE TEMP TABLE _oe_event_log_new AS {_PARTITION_SOURCE}", [partition])
-        before = _count(conn, "SELECT count(*) FROM event_log")
-        source = _count(conn, "SELECT count(*) FROM _oe_event_log_new")
+        before = scalar_count(conn, "SELECT count(*) FROM event_log")
+        source = scalar_count(conn, "SELECT count(*) FROM _oe_event_log_new")
         conn.execute(_MERGE)
-        after = _count(conn, "SELECT count(*) FROM event_log")
+        after = scalar_count(conn, "SELECT count(*) FROM event_log")
         conn.execute("DROP TABLE _oe_event_log_new")
     inserted = after - before
     return {"source_rows": source, "inserted": inserted, "updated": source - inserted, "total": after}
@@ -75,8 +76,3 @@ def model_tables_exist(conn: duckdb.DuckDBPyConnection) -> bool:
     """Both tables the extractor's event-log script reads exist (before the first context and digital process
     land, they do not)."""
     return table_exists(conn, "execution_context") and table_exists(conn, "execution_templates")
-
-
-def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = conn.execute(sql).fetchone()
-    return int(row[0]) if row else 0

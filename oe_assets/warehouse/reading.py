@@ -64,3 +64,11 @@ def polars_frame(
     """A query's rows as a polars DataFrame, through Arrow (no row-by-row Python); an empty result
     keeps its columns and types (an Arrow stream with no batch would lose them)."""
     return pl.DataFrame(pl.from_arrow(conn.execute(sql, params or []).arrow().read_all()))
+
+
+def scalar_count(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | Mapping[str, object] | None = None
+) -> int:
+    """The integer a counting query returns (0 when it returns no row)."""
+    row = conn.execute(sql, params or []).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
