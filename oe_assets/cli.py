@@ -548,28 +548,21 @@ def _add_export(sub: _Commands) -> None:
     export.set_defaults(func=cmd_export)
 
 
-def _add_simulator_and_ui(sub: _Commands) -> None:
-    from oe_assets.simulator.cli import DESCRIPTION, add_arguments
+def _add_simulators_and_ui(sub: _Commands) -> None:
+    from oe_assets.celonis_simulator import cli as celonis_cli
+    from oe_assets.simulator import cli as oe_cli
 
-    sim = sub.add_parser(
-        "simulator", help="serve the OE simulator until interrupted", description=DESCRIPTION
-    )
-    add_arguments(sim)
-    sim.set_defaults(func=cmd_simulator)
+    for name, what, module, func in (
+        ("simulator", "the OE simulator", oe_cli, cmd_simulator),
+        ("celonis-simulator", "the Celonis stand-in", celonis_cli, cmd_celonis_simulator),
+    ):
+        sim = sub.add_parser(name, help=f"serve {what} until interrupted", description=module.DESCRIPTION)
+        module.add_arguments(sim)
+        sim.set_defaults(func=func)
 
     ui = sub.add_parser("ui", help="start `dagster dev` with the project's DAGSTER_HOME")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
-
-
-def _add_celonis_simulator(sub: _Commands) -> None:
-    from oe_assets.celonis_simulator.cli import DESCRIPTION, add_arguments
-
-    sim = sub.add_parser(
-        "celonis-simulator", help="serve the Celonis stand-in until interrupted", description=DESCRIPTION
-    )
-    add_arguments(sim)
-    sim.set_defaults(func=cmd_celonis_simulator)
 
 
 def _add_schema_and_model(sub: _Commands) -> None:
@@ -647,8 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_materialize_and_prune,
         _add_sql,
         _add_export,
-        _add_simulator_and_ui,
-        _add_celonis_simulator,
+        _add_simulators_and_ui,
         _add_schema_and_model,
         _add_bench,
     ):
