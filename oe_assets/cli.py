@@ -43,7 +43,17 @@ def _today() -> date:
 
 
 def _default_warehouse() -> str:
-    return str(settings.Settings.from_env().warehouse)
+    """$OE_WAREHOUSE as given (checked by :func:`_warehouse_option`, which argparse applies to it)."""
+    return os.environ.get(settings.WAREHOUSE) or settings.DEFAULT_WAREHOUSE
+
+
+def _warehouse_option(text: str) -> str:
+    """A ``--warehouse`` value: a DuckDB file path; a URL is refused in one sentence."""
+    name = settings.WAREHOUSE if text == os.environ.get(settings.WAREHOUSE) else "--warehouse"
+    try:
+        return str(settings.parse_warehouse(text, name))
+    except settings.SettingsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _print_rows(rows: Mapping[str, int]) -> None:
@@ -475,7 +485,7 @@ def _add_demo(sub: _Commands) -> None:
         "demo", help="start the simulator and materialize the whole graph for the last N whole days"
     )
     demo.add_argument("--days", type=int, default=7, help="whole days before today (default: 7)")
-    demo.add_argument("--warehouse", default=settings.DEFAULT_WAREHOUSE)
+    demo.add_argument("--warehouse", type=_warehouse_option, default=settings.DEFAULT_WAREHOUSE)
     demo.add_argument("--dagster-home", default=None, help="default: $DAGSTER_HOME or ./dagster_home")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--contexts-per-day", type=int, default=60)
@@ -508,7 +518,7 @@ def _add_materialize_and_prune(sub: _Commands) -> None:
     )
     prune.add_argument("--before", default=None, help="YYYY-MM-DD: only those marked before this day")
     prune.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
-    prune.add_argument("--warehouse", default=_default_warehouse())
+    prune.add_argument("--warehouse", type=_warehouse_option, default=_default_warehouse())
     prune.set_defaults(func=cmd_prune)
 
 
@@ -521,7 +531,12 @@ def _add_sql(sub: _Commands) -> None:
     )
     sql.add_argument("query", help='e.g. "SELECT status, count(*) FROM execution_context GROUP BY status"')
     sql.add_argument("--csv", action="store_true", help="print every row as CSV (with a header line)")
-    sql.add_argument("--warehouse", default=_default_warehouse(), help="default: $OE_WAREHOUSE or data/...")
+    sql.add_argument(
+        "--warehouse",
+        type=_warehouse_option,
+        default=_default_warehouse(),
+        help="default: $OE_WAREHOUSE or data/...",
+    )
     sql.add_argument("--max-rows", type=int, default=40, help="rows shown in the table (default: 40)")
     sql.add_argument(
         "--wait",
@@ -543,7 +558,10 @@ def _add_export(sub: _Commands) -> None:
     export.add_argument("what", choices=["ocel", "xes"])
     export.add_argument("--out", required=True, help="the file to write; its extension picks the format")
     export.add_argument(
-        "--warehouse", default=_default_warehouse(), help="default: $OE_WAREHOUSE or data/..."
+        "--warehouse",
+        type=_warehouse_option,
+        default=_default_warehouse(),
+        help="default: $OE_WAREHOUSE or data/...",
     )
     export.set_defaults(func=cmd_export)
 
@@ -570,7 +588,7 @@ def _add_schema_and_model(sub: _Commands) -> None:
         "schema", help="regenerate the child tables of the data-model file (oe_assets/model/model.json)"
     )
     schema.add_argument("action", choices=["infer"])
-    schema.add_argument("--warehouse", default=_default_warehouse())
+    schema.add_argument("--warehouse", type=_warehouse_option, default=_default_warehouse())
     schema.add_argument("--out", default=None)
     schema.set_defaults(func=cmd_schema)
 

@@ -10,6 +10,7 @@ Dagster's ``EnvVar``, so that only the variable's name is ever stored or shown.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -72,6 +73,35 @@ def parse_day(name: str, raw: str | None, default: date) -> date:
         return date.fromisoformat(raw.strip())
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a date: use YYYY-MM-DD.") from None
+
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://|^(md|motherduck):", re.IGNORECASE)
+"""``scheme://…``, or MotherDuck's ``md:name``: what a driver would read as a URL, not a file path."""
+
+
+def parse_warehouse(raw: str | None, name: str = WAREHOUSE) -> Path:
+    """The warehouse's DuckDB file from the setting ``name`` (unset or empty: the default path).
+
+    A URL is refused rather than handed to DuckDB, which would create a file named after it
+    (``postgresql://…`` became a folder ``postgresql:``). The message names the scheme only:
+    a URL can carry a password.
+    """
+    text = (raw or "").strip()
+    if not text:
+        return Path(DEFAULT_WAREHOUSE)
+    match = _URL_SCHEME.match(text)
+    if match:
+        scheme = (match.group(1) or match.group(2)).lower()
+        what = (
+            "a PostgreSQL warehouse is not supported yet"
+            if scheme in ("postgres", "postgresql")
+            else "oe_assets opens no warehouse by URL"
+        )
+        raise SettingsError(
+            f"{name} is a URL ({scheme}:…), and {what}: set it to a DuckDB file path "
+            f"such as {DEFAULT_WAREHOUSE}."
+        )
+    return Path(text)
 
 
 def parse_positive(name: str, raw: str | None, default: float) -> float:
@@ -231,7 +261,7 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             api=ApiSettings.from_env(env),
-            warehouse=Path(env.get(WAREHOUSE) or DEFAULT_WAREHOUSE),
+            warehouse=parse_warehouse(env.get(WAREHOUSE)),
             export_dir=Path(env[EXPORT_DIR]) if env.get(EXPORT_DIR) else None,
             start_date=parse_day(START_DATE, env.get(START_DATE), DEFAULT_START_DATE),
             sensor=SensorSettings.from_env(env),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -128,3 +130,47 @@ def test_a_failed_run_leaves_no_lock_file_and_debug_shows_dagsters_error(tmp_pat
     assert "Stack Trace" in debug.stderr  # Dagster's whole error, with the stack of each cause
     assert debug.stderr.endswith(plain.stderr)
     assert "not-the-secret-4711" not in debug.stdout + debug.stderr
+
+
+def test_a_warehouse_url_is_refused_in_one_sentence_that_shows_no_password(tmp_path: Path) -> None:
+    """A URL is no DuckDB file: DuckDB would create a folder named after it (``postgresql:``) and the
+    run would succeed, writing somewhere no one looks. Every command refuses it, naming the setting."""
+    url = "postgresql://oe:hunter2-4711@db.example:5432/oe"
+    env = clean_env(tmp_path, OE_WAREHOUSE=url)
+    expected = (
+        "OE_WAREHOUSE is a URL (postgresql:…), and a PostgreSQL warehouse is not supported yet: "
+        "set it to a DuckDB file path such as data/oe_warehouse.duckdb."
+    )
+    materialize = oe_assets(["materialize", "--start", "2025-01-01"], env, tmp_path)
+    assert (materialize.returncode, materialize.stderr) == (1, f"oe-assets materialize failed: {expected}\n")
+    sql = oe_assets(["sql", "SELECT 1"], env, tmp_path)
+    assert sql.returncode == 2
+    assert sql.stderr.endswith(f"oe-assets sql: error: argument --warehouse: {expected}\n")
+    flag = oe_assets(
+        ["export", "xes", "--out", "x.xes", "--warehouse", "s3://bucket/w.duckdb"],
+        clean_env(tmp_path),
+        tmp_path,
+    )
+    assert flag.returncode == 2
+    assert "--warehouse is a URL (s3:…), and oe_assets opens no warehouse by URL" in flag.stderr
+    (tmp_path / "dagster_home").mkdir()
+    validate = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "definitions",
+            "validate",
+            "-m",
+            "oe_assets.definitions",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert validate.returncode != 0
+    assert expected in validate.stdout + validate.stderr
+    for result in (materialize, sql, flag, validate):
+        assert "hunter2-4711" not in result.stdout + result.stderr
+    assert not (tmp_path / "postgresql:").exists()
