@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["oe_assets_tests.support.fixtures", "oe_assets_tests.support.figures"]
+pytest_plugins = [
+    "oe_assets_tests.support.fixtures",
+    "oe_assets_tests.support.figures",
+    "oe_assets_tests.support.postgres",
+]
 
 HERE = Path(__file__).resolve().parent
 LAYERS = ("unit", "integration", "e2e")

@@ -73,16 +73,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _dagster_executable() -> str:
-    """The `dagster` of the interpreter running the tests (.venv/bin/dagster), else the one on PATH."""
-    beside = Path(sys.executable).parent / "dagster"
-    return str(beside) if beside.exists() else shutil.which("dagster") or "dagster"
+def dagster_executable(name: str = "dagster") -> str:
+    """``name`` (`dagster`, `dagster-daemon`, `dagster-webserver`) of the interpreter running the
+    tests (.venv/bin/...), else the one on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name) or name
 
 
-def _child_default_sigint() -> None:
+def child_default_sigint() -> None:
     """A shell without job control starts background jobs with SIGINT ignored, and children inherit
     that; `dagster dev` must get the default disposition or our SIGINT would do nothing."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_in_own_group(
+    command: list[str], *, cwd: Path, env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
+    """``command`` leading a process group of its own (so its children can be signalled with it),
+    its output (both streams) in ``log_path``."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=child_default_sigint,
+        )
 
 
 @dataclass
@@ -185,18 +204,8 @@ def start_dagster_ui(tmp: Path, simulator: SimulatorServer, start_date: str) -> 
     )
     port = free_port()
     log_path = tmp / "dagster-dev.log"
-    command = [_dagster_executable(), "dev", "-w", str(WORKSPACE), "-p", str(port), "-h", "127.0.0.1"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=run_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_child_default_sigint,
-        )
+    command = [dagster_executable(), "dev", "-w", str(WORKSPACE), "-p", str(port), "-h", "127.0.0.1"]
+    process = start_in_own_group(command, cwd=run_dir, env=env, log_path=log_path)
     ui = DagsterUi(
         url=f"http://127.0.0.1:{port}",
         process=process,
@@ -206,14 +215,14 @@ def start_dagster_ui(tmp: Path, simulator: SimulatorServer, start_date: str) -> 
         client=httpx.Client(trust_env=False),
     )
     try:
-        _wait_until_ready(ui)
+        wait_until_ready(ui)
     except BaseException:
         stop_dagster_ui(ui)
         raise
     return ui
 
 
-def _wait_until_ready(ui: DagsterUi) -> None:
+def wait_until_ready(ui: DagsterUi) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     detail = "no answer yet"
     while time.monotonic() < deadline:
