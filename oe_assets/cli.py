@@ -359,6 +359,34 @@ def _write_csv(cursor: object) -> None:
         writer.writerows(batch)
 
 
+def cmd_warehouse_copy(args: argparse.Namespace) -> int:
+    from oe_assets.warehouse.postgres.copy import copy_warehouse
+    from oe_assets.warehouse.reading import reading
+
+    with reading(Path(args.warehouse), wait_seconds=args.wait) as conn:
+        report = copy_warehouse(conn, args.to, schema=args.schema)
+    rows = sum(report.rows.values())
+    print(
+        f"Copied {len(report.rows)} tables ({rows} rows) from {args.warehouse} into schema "
+        f"{report.schema} of {report.target} in {report.seconds:.1f} s"
+    )
+    for name, physical in sorted(report.physical_names.items()):
+        print(f"  {name} is {physical} there (PostgreSQL names have at most 63 bytes)")
+    for name in report.dropped:
+        print(f"  dropped {name}: the warehouse no longer has it")
+    return 0
+
+
+def _postgres_option(text: str) -> object:
+    """A ``--to`` value: a postgresql:// URL, refused in one sentence without its password."""
+    from oe_assets.warehouse.postgres.url import PostgresUrlError, parse_postgres_url
+
+    try:
+        return parse_postgres_url(text, "--to")
+    except PostgresUrlError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from oe_assets.model.declaration import MODEL_FILE
     from oe_assets.model.schema_file import infer_declared_tables, write_schema_file
@@ -518,8 +546,25 @@ def _add_materialize_and_prune(sub: _Commands) -> None:
     )
     prune.add_argument("--before", default=None, help="YYYY-MM-DD: only those marked before this day")
     prune.add_argument("--dry-run", action="store_true", help="print what would be removed, remove nothing")
-    prune.add_argument("--warehouse", type=_warehouse_option, default=_default_warehouse())
+    _add_warehouse_option(prune)
     prune.set_defaults(func=cmd_prune)
+
+
+def _add_warehouse_option(parser: argparse.ArgumentParser, *, waiting: bool = False) -> None:
+    """``--warehouse`` of a command that reads it, and ``--wait`` if it waits for a run that writes."""
+    parser.add_argument(
+        "--warehouse",
+        type=_warehouse_option,
+        default=_default_warehouse(),
+        help="default: $OE_WAREHOUSE or data/...",
+    )
+    if waiting:
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=120.0,
+            help="seconds to wait for a run writing the warehouse (default: 120)",
+        )
 
 
 def _add_sql(sub: _Commands) -> None:
@@ -531,19 +576,8 @@ def _add_sql(sub: _Commands) -> None:
     )
     sql.add_argument("query", help='e.g. "SELECT status, count(*) FROM execution_context GROUP BY status"')
     sql.add_argument("--csv", action="store_true", help="print every row as CSV (with a header line)")
-    sql.add_argument(
-        "--warehouse",
-        type=_warehouse_option,
-        default=_default_warehouse(),
-        help="default: $OE_WAREHOUSE or data/...",
-    )
+    _add_warehouse_option(sql, waiting=True)
     sql.add_argument("--max-rows", type=int, default=40, help="rows shown in the table (default: 40)")
-    sql.add_argument(
-        "--wait",
-        type=float,
-        default=120.0,
-        help="seconds to wait for a run writing the warehouse (default: 120)",
-    )
     sql.set_defaults(func=cmd_sql)
 
 
@@ -557,13 +591,26 @@ def _add_export(sub: _Commands) -> None:
     )
     export.add_argument("what", choices=["ocel", "xes"])
     export.add_argument("--out", required=True, help="the file to write; its extension picks the format")
-    export.add_argument(
-        "--warehouse",
-        type=_warehouse_option,
-        default=_default_warehouse(),
-        help="default: $OE_WAREHOUSE or data/...",
-    )
+    _add_warehouse_option(export)
     export.set_defaults(func=cmd_export)
+
+
+def _add_warehouse(sub: _Commands) -> None:
+    warehouse = sub.add_parser("warehouse", help="copy the whole warehouse into PostgreSQL")
+    actions = warehouse.add_subparsers(dest="action", required=True, metavar="ACTION")
+    copy = actions.add_parser(
+        "copy",
+        help="copy every table into a PostgreSQL schema, in one transaction",
+        description="Copy every table of the warehouse into a PostgreSQL schema with COPY, in one "
+        "transaction: a re-run replaces the previous copy. The password goes in the URL or in "
+        "PGPASSWORD; it is never printed.",
+    )
+    copy.add_argument(
+        "--to", required=True, type=_postgres_option, help="postgresql://user[:password]@host[:port]/database"
+    )
+    copy.add_argument("--schema", default="public", help="the schema to copy into (default: public)")
+    _add_warehouse_option(copy, waiting=True)
+    copy.set_defaults(func=cmd_warehouse_copy)
 
 
 def _add_simulators_and_ui(sub: _Commands) -> None:
@@ -588,7 +635,7 @@ def _add_schema_and_model(sub: _Commands) -> None:
         "schema", help="regenerate the child tables of the data-model file (oe_assets/model/model.json)"
     )
     schema.add_argument("action", choices=["infer"])
-    schema.add_argument("--warehouse", type=_warehouse_option, default=_default_warehouse())
+    _add_warehouse_option(schema)
     schema.add_argument("--out", default=None)
     schema.set_defaults(func=cmd_schema)
 
@@ -658,6 +705,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_materialize_and_prune,
         _add_sql,
         _add_export,
+        _add_warehouse,
         _add_simulators_and_ui,
         _add_schema_and_model,
         _add_bench,

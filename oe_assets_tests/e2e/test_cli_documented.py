@@ -32,6 +32,7 @@ from oe_assets_tests.support.cli_support import (
     stop_and_wait,
     wait_until_served,
 )
+from oe_assets_tests.support.postgres import PostgresServer
 from oe_assets_tests.support.ui_support import LOCATION, WORKSPACE_QUERY
 
 README = ROOT / "README.md"
@@ -50,6 +51,7 @@ SQL_CSV = ["sql", "SELECT * FROM event_log ORDER BY instance_id", "--csv", "--wa
 SIMULATOR = ["simulator", "--port", "{port}", "--seed", "5", "--days", "1", "--contexts-per-day", "4"]
 EXPORT = ["export", "ocel", "--out", "contexts.jsonocel", "--warehouse", "demo.duckdb"]
 CELONIS_SIMULATOR = ["celonis-simulator", "--port", "{port}", "--pool-db", "pool.duckdb"]
+WAREHOUSE_COPY = ["warehouse", "copy", "--to", "{url}", "--schema", "oe", "--warehouse", "demo.duckdb"]
 SCHEMA = ["schema", "infer", "--warehouse", "demo.duckdb", "--out", "tables.json"]
 MODEL = ["model", "export", "--out", "model.json"]
 UI = ["ui", "--port", "{port}"]
@@ -74,6 +76,7 @@ EXERCISED = [
     SQL,
     SQL_CSV,
     EXPORT,
+    WAREHOUSE_COPY,
     SIMULATOR,
     CELONIS_SIMULATOR,
     SCHEMA,
@@ -122,6 +125,7 @@ def test_the_readme_documents_every_command() -> None:
         "prune",
         "sql",
         "export",
+        "warehouse",
         "simulator",
         "celonis-simulator",
         "schema",
@@ -254,6 +258,25 @@ def test_export_writes_the_demos_contexts_as_ocel(demo: Demo) -> None:
     assert result.stdout.startswith("Wrote contexts.jsonocel (")
     assert f"{events} events" in result.stdout
     assert (demo.folder / "contexts.jsonocel").stat().st_size > 1000
+
+
+def test_warehouse_copy_puts_every_table_of_the_demo_into_postgresql(
+    demo: Demo, postgres_server: PostgresServer
+) -> None:
+    database = postgres_server.create_database("demo_copy")
+    url = f"postgresql://{postgres_server.user}:{postgres_server.password}@127.0.0.1:{postgres_server.port}/{database}"
+    result = oe_assets(_filled(WAREHOUSE_COPY, url=url), demo.env, demo.folder, timeout=120)
+    assert result.returncode == 0, result.stderr
+    shown = url.replace(f":{postgres_server.password}@", "@")
+    with duckdb.connect(str(demo.folder / "demo.duckdb"), read_only=True) as conn:
+        tables = len(conn.execute("SHOW TABLES").fetchall())
+    assert result.stdout.startswith(f"Copied {tables} tables (")
+    assert f"from demo.duckdb into schema oe of {shown}" in result.stdout
+    assert postgres_server.password not in result.stdout + result.stderr
+    counts = _table_counts(demo.stdout)
+    assert postgres_server.query(database, "SELECT count(*) FROM oe.execution_context") == [
+        (counts["execution_context"],)
+    ]
 
 
 def test_sql_csv_prints_every_row(demo: Demo) -> None:
