@@ -493,6 +493,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         writer_alone=not args.skip_writer_alone,
         skip_push=args.skip_push,
         skip_exports=args.skip_exports,
+        copy_to=args.copy_to,
         incremental_contexts_per_day=args.api_contexts_per_day,
         extraction_contexts_per_day=args.api_contexts_per_day,
         repeat=args.repeat,
@@ -690,6 +691,13 @@ def _add_bench(sub: _Commands) -> None:
         "--skip-exports",
         action="store_true",
         help="do not time the OCEL 2.0 and XES exports of the comparison size",
+    )
+    bench.add_argument(
+        "--copy-to",
+        type=_postgres_option,
+        default=None,
+        metavar="URL",
+        help="also time `oe-assets warehouse copy` of the comparison size into this PostgreSQL database",
     )
     bench.set_defaults(func=cmd_bench)
 

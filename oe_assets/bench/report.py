@@ -297,6 +297,21 @@ def _exports(main: Report) -> list[str]:
     return lines
 
 
+def _postgres_copy(main: Report) -> list[str]:
+    copy = main.get("postgres_copy")
+    if not copy:
+        return []
+    rows = _equal(not copy["tables_rows_different"], "the warehouse's")
+    return [
+        f"Copy into PostgreSQL {copy['server_version']}: {copy['rows']:,} rows of {copy['tables']} tables in "
+        f"{copy['seconds_copy']:,.1f} s ({_num(copy['rows'] / copy['seconds_copy']) if copy['seconds_copy'] else '-'} "
+        f"rows/s); {_num(copy['ratio_to_ours'], 2)}x our flatten + load ({copy['ours_wall_seconds']:,.1f} s)",
+        f"  {copy['tables_renamed']} tables renamed to fit 63 bytes; rows {rows} in "
+        f"{copy['tables_rows_equal']}/{copy['tables']} tables; copied again (replacing the first): "
+        f"{copy['seconds_second_copy']:,.1f} s; peak RSS {megabytes(copy['peak_rss_bytes'])}",
+    ]
+
+
 def _push(main: Report) -> list[str]:
     push = main.get("celonis_push")
     if not push:
@@ -334,6 +349,7 @@ def _comparison(main: Report | None) -> list[str]:
         *_probe(main),
         *_writer_alone(main),
         *_exports(main),
+        *_postgres_copy(main),
         *_push(main),
     ]
 

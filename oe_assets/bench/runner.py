@@ -7,7 +7,8 @@ For each size N (``--contexts`` and every ``--scale`` size):
 3. ``oe_assets.bench.dlt_peer`` loads the same file with dlt (parquet loader), for N up to
    ``--dlt-max-contexts`` and unless ``--skip-dlt``,
 4. the rows of every table of both warehouses are counted and matched by JSON path,
-5. at the comparison size, ``oe_assets.bench.celonis_push`` pushes our warehouse into the Celonis
+5. at the comparison size, ``oe_assets.bench.postgres_copy`` copies our warehouse into PostgreSQL
+   (with ``--copy-to URL``), and ``oe_assets.bench.celonis_push`` pushes it into the Celonis
    stand-in (unless ``--skip-push``).
 
 Then the incremental and extraction measurements run against simulators served by this process.
@@ -35,6 +36,7 @@ from oe_assets.bench.generate import DEFAULT_START
 from oe_assets.bench.measure import Measured, run_measured
 from oe_assets.bench.report import evaluate_targets, format_report, megabytes
 from oe_assets.config import settings
+from oe_assets.warehouse.postgres.url import PostgresUrl
 
 if TYPE_CHECKING:
     from oe_assets.simulator import SimulatorServer
@@ -79,9 +81,11 @@ class BenchConfig:
     writer_alone: bool = True
     """also time our writer alone on the comparison size (``oe_assets.bench.writer_alone``)"""
     skip_push: bool = False
+    """do not push the comparison size's warehouse into the Celonis stand-in (``oe_assets.bench.celonis_push``)"""
     skip_exports: bool = False
     """do not time the OCEL 2.0 and XES exports of the comparison size (``oe_assets.bench.exports``)"""
-    """do not push the comparison size's warehouse into the Celonis stand-in (``oe_assets.bench.celonis_push``)"""
+    copy_to: PostgresUrl | None = None
+    """also copy the comparison size's warehouse into this PostgreSQL database (``oe_assets.bench.postgres_copy``)"""
 
 
 Echo = Callable[[str], None]
@@ -247,6 +251,33 @@ def _run_exports(config: BenchConfig, work: Path, n: int, echo: Echo) -> dict[st
     return {**exports, "wall_seconds": measured.wall_seconds}
 
 
+def _run_postgres_copy(
+    target: PostgresUrl, work: Path, n: int, result: dict[str, Any], echo: Echo
+) -> dict[str, Any]:
+    """Copy our warehouse into PostgreSQL; its cost against our flatten + load time. The password
+    travels in the child's environment, never on its command line."""
+    echo(f"[{n:,}] PostgreSQL copy: every table of our warehouse into {target.shown} ...")
+    env = {**os.environ, "PGPASSWORD": target.password.reveal()} if target.password else None
+    measured = _run_module(
+        "the PostgreSQL copy",
+        "postgres_copy",
+        *("--db", str(work / "ours.duckdb"), "--to", target.shown),
+        env=env,
+    )
+    copy = _with_peak_rss(measured)
+    ours_seconds = result["ours"]["wall_seconds"]
+    echo(
+        f"[{n:,}] PostgreSQL copy: {copy['rows']:,} rows in {copy['seconds_copy']:,.1f} s, "
+        f"rows equal in {copy['tables_rows_equal']}/{copy['tables']} tables"
+    )
+    return {
+        **copy,
+        "wall_seconds": measured.wall_seconds,
+        "ours_wall_seconds": ours_seconds,
+        "ratio_to_ours": round(copy["seconds_copy"] / ours_seconds, 3) if ours_seconds else None,
+    }
+
+
 def _run_push(work: Path, n: int, result: dict[str, Any], echo: Echo) -> dict[str, Any]:
     """Push our warehouse into the Celonis stand-in; its cost against our flatten + load time."""
     echo(f"[{n:,}] Celonis push: every declared table of our warehouse into the stand-in ...")
@@ -293,9 +324,9 @@ def _ratios(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
-EXTRAS = ("probe", "writer_alone", "exports", "push")
+EXTRAS = ("probe", "writer_alone", "exports", "postgres_copy", "push")
 """What the comparison size adds to the loaders: the DuckDB-only probe, our writer alone, the
-process-mining exports and the Celonis push (each in its own process)."""
+process-mining exports, the copy into PostgreSQL and the Celonis push (each in its own process)."""
 
 
 def run_size(
@@ -319,6 +350,11 @@ def run_size(
     if dlt:
         result["ratios"] = _ratios(result)
     result["exports"] = _run_exports(config, work, n, echo) if "exports" in extras else None
+    result["postgres_copy"] = (
+        _run_postgres_copy(config.copy_to, work, n, result, echo)
+        if "postgres_copy" in extras and config.copy_to
+        else None
+    )
     # last: the push adds the ledger's tables to our warehouse
     result["celonis_push"] = _run_push(work, n, result, echo) if "push" in extras else None
     if not config.keep_files:
@@ -432,6 +468,7 @@ def _report_head(config: BenchConfig, have_dlt: bool) -> dict[str, Any]:
             "dlt_max_contexts": config.dlt_max_contexts,
             "skip_dlt": config.skip_dlt,
             "skip_push": config.skip_push,
+            "copy_to": config.copy_to.shown if config.copy_to else None,
             "seed": config.seed,
             "days": config.days,
             "repeat": config.repeat,
@@ -444,6 +481,7 @@ def _extras(config: BenchConfig) -> list[str]:
         "probe": config.probe,
         "writer_alone": config.writer_alone,
         "exports": not config.skip_exports,
+        "postgres_copy": config.copy_to is not None,
         "push": not config.skip_push,
     }
     return [extra for extra in EXTRAS if wanted[extra]]

@@ -22,6 +22,8 @@ from oe_assets.bench.measure import run_measured
 from oe_assets.bench.ours import _created_day
 from oe_assets.bench.report import evaluate_targets, format_report
 from oe_assets.bench.runner import BenchConfig, machine_info, run_extraction, run_incremental, run_size
+from oe_assets.warehouse.postgres.url import parse_postgres_url
+from oe_assets_tests.support.postgres import PostgresServer
 
 N = 300
 
@@ -302,3 +304,35 @@ def test_the_exports_of_the_comparison_set_are_timed_and_reported(tmp_path: Path
     text = format_report(_report_of(result))
     assert f"Exports of {exports['activity_log_rows']:,} events" in text
     assert "activity_log.xes" in text
+
+
+def test_the_copy_into_postgresql_is_timed_checked_and_reported(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """The bench's warehouse reaches a real PostgreSQL row for row; the password stays out of the
+    child's command line and out of the report."""
+    database = postgres_server.create_database("bench_copy")
+    url = f"postgresql://{postgres_server.user}:{postgres_server.password}@127.0.0.1:{postgres_server.port}/{database}"
+    config = BenchConfig(
+        work_dir=tmp_path / "work", days=3, scale=[], copy_to=parse_postgres_url(url, "--copy-to")
+    )
+    result = run_size(config, N, False, lambda _line: None, ["postgres_copy"])
+    copy = result["postgres_copy"]
+    assert copy["rows"] > result["rows"]["ours_total_rows"]  # the data tables, and the catalog's own
+    assert copy["tables"] == copy["tables_rows_equal"] > 20
+    assert copy["tables_rows_different"] == []
+    assert copy["tables_renamed"] > 0  # the generator's deepest tables have names over 63 bytes
+    assert 0 < copy["seconds_copy"] < copy["wall_seconds"]
+    assert copy["seconds_second_copy"] > 0
+    assert copy["server_version"].startswith("15")
+    assert copy["ratio_to_ours"] == round(copy["seconds_copy"] / result["ours"]["wall_seconds"], 3)
+    assert postgres_server.query(
+        database, "SELECT count(*) FROM pg_namespace WHERE nspname = 'oe_bench'"
+    ) == [(0,)]
+    text = format_report(_report_of(result))
+    assert (
+        f"Copy into PostgreSQL {copy['server_version']}: {copy['rows']:,} rows of {copy['tables']} tables"
+        in text
+    )
+    assert postgres_server.password not in json.dumps(result) + text
+    assert "Copy into PostgreSQL" not in format_report(_report_of({**result, "postgres_copy": None}))
