@@ -11,7 +11,7 @@ import re
 import shutil
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -367,7 +367,7 @@ def cmd_warehouse_copy(args: argparse.Namespace) -> int:
         report = copy_warehouse(conn, args.to, schema=args.schema)
     rows = sum(report.rows.values())
     print(
-        f"Copied {len(report.rows)} tables ({rows} rows) from {args.warehouse} into schema "
+        f"Copied {len(report.rows)} tables ({rows:,} rows) from {args.warehouse} into schema "
         f"{report.schema} of {report.target} in {report.seconds:.1f} s"
     )
     for name, physical in sorted(report.physical_names.items()):
@@ -377,14 +377,19 @@ def cmd_warehouse_copy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _postgres_option(text: str) -> object:
-    """A ``--to`` value: a postgresql:// URL, refused in one sentence without its password."""
-    from oe_assets.warehouse.postgres.url import PostgresUrlError, parse_postgres_url
+def _postgres_option(option: str) -> Callable[[str], object]:
+    """The converter of ``option``'s value: a postgresql:// URL, refused in one sentence that names
+    ``option`` and not the password."""
 
-    try:
-        return parse_postgres_url(text, "--to")
-    except PostgresUrlError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    def parse(text: str) -> object:
+        from oe_assets.warehouse.postgres.url import PostgresUrlError, parse_postgres_url
+
+        try:
+            return parse_postgres_url(text, option)
+        except PostgresUrlError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -607,7 +612,10 @@ def _add_warehouse(sub: _Commands) -> None:
         "PGPASSWORD; it is never printed.",
     )
     copy.add_argument(
-        "--to", required=True, type=_postgres_option, help="postgresql://user[:password]@host[:port]/database"
+        "--to",
+        required=True,
+        type=_postgres_option("--to"),
+        help="postgresql://user[:password]@host[:port]/database",
     )
     copy.add_argument("--schema", default="public", help="the schema to copy into (default: public)")
     _add_warehouse_option(copy, waiting=True)
@@ -694,7 +702,7 @@ def _add_bench(sub: _Commands) -> None:
     )
     bench.add_argument(
         "--copy-to",
-        type=_postgres_option,
+        type=_postgres_option("--copy-to"),
         default=None,
         metavar="URL",
         help="also time `oe-assets warehouse copy` of the comparison size into this PostgreSQL database",

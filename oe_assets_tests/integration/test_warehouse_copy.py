@@ -4,6 +4,7 @@ each other, and one sentence without the password for every setting that cannot 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -26,6 +27,7 @@ from oe_assets.warehouse.postgres.url import PostgresUrl, parse_postgres_url
 from oe_assets_tests.support.cli_support import clean_env
 from oe_assets_tests.support.helpers import created_day
 from oe_assets_tests.support.postgres import PostgresServer
+from oe_assets_tests.support.tcp_cut import cutting_proxy
 
 LONG_PREFIX = "execution_context$context&" + "x" * 60  # two tables alike in their first 63 bytes
 
@@ -193,6 +195,33 @@ def test_a_refused_value_rolls_the_whole_copy_back_and_names_its_table(
     assert "line 2" in str(refused.value)
     assert postgres_server.query(hostile.database, "SELECT count(*) FROM doc") == [(1,)]  # as before, whole
     assert postgres_server.query(hostile.database, "SELECT to_regclass('zz_last') IS NULL") == [(True,)]
+
+
+def test_a_connection_lost_mid_copy_leaves_the_previous_copy_and_a_rerun_completes_it(
+    hostile: HostileCopy, postgres_server: PostgresServer
+) -> None:
+    with duckdb.connect(str(hostile.warehouse)) as conn:
+        conn.execute("CREATE TABLE big AS SELECT i, repeat('x', 40) AS pad FROM range(200000) t(i)")
+    with cutting_proxy(postgres_server.port, cut_after_bytes=2_000_000) as proxy:
+        cut = HostileCopy(
+            hostile.warehouse, hostile.database, dataclasses.replace(hostile.target, port=proxy.port)
+        )
+        with pytest.raises(WarehouseCopyError) as lost:
+            cut.copy()
+    assert proxy.cuts == 1
+    assert (
+        f"--to postgresql://{postgres_server.user}@127.0.0.1:{proxy.port}/{hostile.database}: the connection was lost ("
+        in str(lost.value)
+    )
+    assert str(lost.value).endswith("nothing of this copy was committed, run it again")
+    assert postgres_server.query(hostile.database, "SELECT to_regclass('doc') IS NULL") == [
+        (True,)
+    ]  # nothing half-made
+    report = hostile.copy()
+    assert report.rows["big"] == 200_000
+    assert postgres_server.query(hostile.database, "SELECT count(*), sum(i) FROM big") == [
+        (200_000, sum(range(200_000)))
+    ]
 
 
 def test_two_copies_into_one_schema_wait_for_each_other(

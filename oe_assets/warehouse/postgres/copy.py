@@ -30,6 +30,17 @@ from oe_assets.warehouse.schema import COLUMNS_TABLE, TABLES_TABLE
 from oe_assets.warehouse.sql import quote_ident, quote_literal
 
 CHUNK_BYTES = 1 << 20
+CONNECTION_TIMEOUTS = {
+    "connect_timeout": 10,
+    # A server that vanishes without closing the connection (a network cut, a host gone) ends the
+    # copy within minutes instead of leaving it waiting: keepalives while we wait for an answer,
+    # and a limit on data the server does not acknowledge while we send.
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 6,
+    "tcp_user_timeout": 120_000,
+}
 _TABLE_NAMES = "_oe_copy_table_names"
 _COLUMN_NAMES = "_oe_copy_column_names"
 
@@ -122,7 +133,7 @@ def _register_names(source: duckdb.DuckDBPyConnection, tables: list[TableTransfe
 def connected(target: PostgresUrl, setting: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A connection to ``target``; a failure to connect is one sentence naming ``setting``."""
     try:
-        conn = psycopg.connect(**target.connect_kwargs(), connect_timeout=10)  # type: ignore[arg-type]
+        conn = psycopg.connect(**target.connect_kwargs(), **CONNECTION_TIMEOUTS)  # type: ignore[arg-type]
     except psycopg.Error as error:
         raise WarehouseCopyError(f"{setting} {target.shown}: cannot connect: {_reason(error)}") from None
     try:
@@ -130,6 +141,11 @@ def connected(target: PostgresUrl, setting: str) -> Iterator[psycopg.Connection[
     except psycopg.errors.InsufficientPrivilege as error:
         raise WarehouseCopyError(
             f"{setting} {target.shown}: user {target.user} lacks a privilege the copy needs: {_reason(error)}"
+        ) from None
+    except psycopg.OperationalError as error:  # the server went away: it rolls back what was not committed
+        raise WarehouseCopyError(
+            f"{setting} {target.shown}: the connection was lost ({_reason(error)}); nothing of this copy "
+            "was committed, run it again"
         ) from None
     finally:
         conn.close()
