@@ -13,7 +13,10 @@ the quarantine, with their text and the reason.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +30,12 @@ import pyarrow.parquet as pq
 
 from oe_assets.client import OeClient
 from oe_assets.client.pages import Page, RejectedRecord
+from oe_assets.config.secret import get_logger
 from oe_assets.core.timestamps import day_window, parse_oe_timestamp
+
+STAGE_PREFIX = ".oe_stage_"
+OWNER_FILE = ".owner"
+_log = get_logger(__name__)
 
 QUARANTINE_SAMPLES = 50
 """Quarantined records kept in memory for the run's log; all of them are staged on disk."""
@@ -88,8 +96,9 @@ def stage_process_contexts(
     """Read the days' contexts of each digital process into a temporary directory (removed on
     exit) under ``directory`` (default: the system's temporary directory)."""
     day_list = sorted(set(days))
-    with tempfile.TemporaryDirectory(prefix=".oe_stage_", dir=directory) as tmp:
-        stage = ContextStage(day_list, Path(tmp) / "contexts.parquet", Path(tmp) / "quarantine.parquet")
+    remove_abandoned_stages(Path(directory or tempfile.gettempdir()))
+    with stage_folder(directory) as folder:
+        stage = ContextStage(day_list, folder / "contexts.parquet", folder / "quarantine.parquet")
         before = client.stats.pages, client.stats.requests, client.stats.retries
         with (
             pq.ParquetWriter(stage.contexts_file, STAGE_SCHEMA, compression="zstd") as contexts,
@@ -109,6 +118,45 @@ def stage_process_contexts(
         stage.api_requests = client.stats.requests - before[1]
         stage.api_retries = client.stats.retries - before[2]
         yield stage
+
+
+@contextmanager
+def stage_folder(directory: Path | None) -> Iterator[Path]:
+    """A new stage folder, removed at the end, whose owner lock is held until it is gone. The
+    kernel drops the lock when the process dies, however it dies: that is how
+    :func:`remove_abandoned_stages` tells a stage whose run was killed (SIGKILL, out of memory)
+    from one a run still writes."""
+    folder = Path(tempfile.mkdtemp(prefix=STAGE_PREFIX, dir=directory))
+    fd = os.open(folder / OWNER_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
+
+
+def remove_abandoned_stages(directory: Path) -> int:
+    """Removes the stage folders under ``directory`` whose run died before it could remove them
+    (their owner lock is free); returns how many. Stages of live runs are left alone."""
+    removed = 0
+    for folder in sorted(directory.glob(f"{STAGE_PREFIX}*")):
+        try:
+            fd = os.open(folder / OWNER_FILE, os.O_RDWR)
+        except OSError:
+            continue  # being created (the lock comes right after the folder), or not ours
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live run's
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+        finally:
+            os.close(fd)
+    if removed:
+        _log.warning("Removed %d stage folders under %s that killed runs left behind", removed, directory)
+    return removed
 
 
 class _StageWriter:

@@ -23,12 +23,14 @@ import duckdb
 import pytest
 
 from oe_assets.core.timestamps import format_oe_timestamp
+from oe_assets.landing.stage import STAGE_PREFIX, stage_folder
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.support.crash_points import (
     CRASH_AT_ENV,
     EVENT_LOG_BEFORE_COMMIT,
     MARKER,
     RAW_BEFORE_COMMIT,
+    RAW_MID_STAGE,
     after_delete,
     after_first_batch,
 )
@@ -203,6 +205,30 @@ def _assert_no_duplicate_rows(warehouse: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_run_killed_while_it_stages_leaves_a_folder_that_the_next_run_removes(tmp_path: Path) -> None:
+    """The stage (the API's pages on disk, beside the warehouse) of a run killed with SIGKILL is
+    removed by the next run that stages there; a stage a live run still writes is left alone."""
+    warehouse, home = tmp_path / "warehouse.duckdb", tmp_path / "dagster_home"
+    with (
+        new_simulator(201, days=1, contexts_per_day=25) as server,
+        dg.DagsterInstance.ephemeral() as instance,
+    ):
+        day = max(world_days(server))
+        env = subprocess_env(server, warehouse, home)
+        killed = _victim({**env, CRASH_AT_ENV: RAW_MID_STAGE}, "--partition", day.isoformat())
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        abandoned = sorted(tmp_path.glob(f"{STAGE_PREFIX}*"))
+        assert len(abandoned) == 1
+        assert (abandoned[0] / "contexts.parquet").exists()
+        with stage_folder(tmp_path) as live:  # another run, staging right now
+            defs = light_definitions(resources_for(server, warehouse))
+            for rerun in light_full_load(defs, instance, [day]):  # the catalog, then the day
+                assert rerun.success, failure_text(rerun)
+            assert sorted(tmp_path.glob(f"{STAGE_PREFIX}*")) == [live]
+        assert compare_with_simulator(warehouse, server.world.contexts(), [day]).exact
+    assert sorted(tmp_path.glob(f"{STAGE_PREFIX}*")) == []
+
+
 def test_runs_started_together_all_finish_with_nothing_lost_or_duplicated(tmp_path: Path) -> None:
     """The sensor's runs (different partitions), one of them twice, and a backfill beside them."""
     warehouse, home = tmp_path / "warehouse.duckdb", tmp_path / "dagster_home"

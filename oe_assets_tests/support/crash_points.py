@@ -27,6 +27,8 @@ CRASH_AT_ENV = "OE_ASSETS_CRASH_AT"
 MARKER = "oe-assets crash point reached:"
 
 RAW_BEFORE_COMMIT = "raw_process_contexts.before_commit"
+RAW_MID_STAGE = "raw_process_contexts.mid_stage"
+"""After the API's first page was staged, before the warehouse is opened."""
 EVENT_LOG_BEFORE_COMMIT = "event_log.before_commit"
 
 
@@ -64,11 +66,19 @@ def install_from_env() -> None:
     wanted = os.environ.get(CRASH_AT_ENV)
     if not wanted:
         return
-    from oe_assets.landing import raw_contexts
+    from oe_assets.landing import raw_contexts, stage
     from oe_assets.process_mining import event_log
     from oe_assets.warehouse import writer
 
     point = _Point(wanted)
+    add_page = stage._StageWriter.add_page
+
+    @functools.wraps(add_page)
+    def crashing_add_page(self: Any, page: Any) -> None:
+        add_page(self, page)
+        point.reach(RAW_MID_STAGE)
+
+    stage._StageWriter.add_page = crashing_add_page  # type: ignore[method-assign]
     _before_commit(raw_contexts, RAW_BEFORE_COMMIT, point)
     _before_commit(event_log, EVENT_LOG_BEFORE_COMMIT, point)
     family_writer = writer._FamilyWriter
