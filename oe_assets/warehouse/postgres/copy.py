@@ -215,8 +215,9 @@ def _copy_table(
         ) from None
     finally:
         csv.unlink(missing_ok=True)
-    expected = source.execute(f"SELECT count(*) FROM {quote_ident(table.name)}").fetchone()
-    if expected is None or copied != expected[0]:
+    counted = source.execute(f"SELECT count(*) FROM {quote_ident(table.name)}").fetchone()
+    expected = counted[0] if counted else None
+    if copied != expected:
         raise WarehouseCopyError(f"{table.name}: {copied} rows arrived of {expected}; nothing was copied")
     return copied
 
