@@ -25,26 +25,29 @@ from oe_assets.warehouse.sql import quote_ident
 SCHEMA = "oe_bench"
 
 
-def _postgres_counts(target: PostgresUrl, tables: dict[str, str]) -> dict[str, int]:
-    """Rows per table as PostgreSQL counts them (``tables``: warehouse name -> PostgreSQL name)."""
-    counts = {}
+def _what_postgres_holds(target: PostgresUrl, tables: dict[str, str]) -> tuple[dict[str, int], str]:
+    """Rows per table as PostgreSQL counts them (``tables``: warehouse name -> PostgreSQL name) and
+    the server's version; then the benchmark's schema is dropped. One connection for all of it."""
     with connected(target, "--to") as conn:
+        counts = {}
         for name, physical in tables.items():
             row = conn.execute(
                 f"SELECT count(*) FROM {quote_ident(SCHEMA)}.{quote_ident(physical)}"
             ).fetchone()
             counts[name] = int(str(row[0])) if row else -1
-    return counts
+        version = conn.execute("SHOW server_version").fetchone()
+        _drop_schema(conn)
+    return counts, str(version[0]) if version else "?"
 
 
-def _drop_schema(target: PostgresUrl) -> None:
-    with connected(target, "--to") as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(SCHEMA)} CASCADE")
-        conn.commit()
+def _drop_schema(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(SCHEMA)} CASCADE")
+    conn.commit()
 
 
 def measure(db: Path, target: PostgresUrl) -> dict[str, Any]:
-    _drop_schema(target)
+    with connected(target, "--to") as conn:
+        _drop_schema(conn)  # a schema an interrupted run left: the first copy starts empty
     with open_warehouse(db, read_only=True) as conn:
         first = copy_warehouse(conn, target, schema=SCHEMA)
         second = copy_warehouse(conn, target, schema=SCHEMA)
@@ -53,8 +56,7 @@ def measure(db: Path, target: PostgresUrl) -> dict[str, Any]:
             name: int(conn.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()[0])  # type: ignore[index]
             for name in names
         }
-    in_postgres = _postgres_counts(target, names)
-    _drop_schema(target)
+    in_postgres, version = _what_postgres_holds(target, names)
     return {
         "seconds_copy": round(first.seconds, 3),
         "seconds_second_copy": round(second.seconds, 3),
@@ -63,15 +65,9 @@ def measure(db: Path, target: PostgresUrl) -> dict[str, Any]:
         "tables_renamed": len(first.physical_names),
         "tables_rows_equal": sum(in_postgres[n] == in_warehouse[n] for n in names),
         "tables_rows_different": sorted(n for n in names if in_postgres[n] != in_warehouse[n]),
-        "server_version": _server_version(target),
+        "server_version": version,
         "peak_rss_self_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
-
-
-def _server_version(target: PostgresUrl) -> str:
-    with connected(target, "--to") as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]) if row else "?"
 
 
 def main(argv: list[str] | None = None) -> int:
