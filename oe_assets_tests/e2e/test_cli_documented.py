@@ -24,7 +24,6 @@ from oe_assets_tests.support.cli_support import (
     ROOT,
     Running,
     clean_env,
-    free_port,
     oe_assets,
     port_listens,
     simulator_env,
@@ -33,7 +32,7 @@ from oe_assets_tests.support.cli_support import (
     wait_until_served,
 )
 from oe_assets_tests.support.postgres import PostgresServer
-from oe_assets_tests.support.ui_support import LOCATION, WORKSPACE_QUERY
+from oe_assets_tests.support.ui_support import LOCATION, WORKSPACE_QUERY, free_port
 
 README = ROOT / "README.md"
 DAYS = 2
