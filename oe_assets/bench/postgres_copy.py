@@ -18,7 +18,8 @@ import psycopg
 
 from oe_assets.bench.measure import print_summary
 from oe_assets.warehouse.connection import open_warehouse
-from oe_assets.warehouse.postgres.copy import connected, copy_warehouse
+from oe_assets.warehouse.postgres.connect import connected
+from oe_assets.warehouse.postgres.copy import copy_warehouse
 from oe_assets.warehouse.postgres.url import PostgresUrl, parse_postgres_url
 from oe_assets.warehouse.sql import quote_ident
 

@@ -11,42 +11,25 @@ Celonis name only where that is longer than PostgreSQL's 63 bytes.
 
 from __future__ import annotations
 
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import duckdb
-import psycopg
 import pyarrow as pa
 
-from oe_assets.config.secret import redact
+from oe_assets.warehouse.postgres.connect import PgConnection, PostgresWarehouseError, connected, copy_in
 from oe_assets.warehouse.postgres.names import physical_names
 from oe_assets.warehouse.postgres.types import ColumnTransfer, column_transfer
 from oe_assets.warehouse.postgres.url import PostgresUrl
 from oe_assets.warehouse.schema import COLUMNS_TABLE, TABLES_TABLE
-from oe_assets.warehouse.sql import quote_ident, quote_literal
+from oe_assets.warehouse.sql import quote_ident
 
-CHUNK_BYTES = 1 << 20
-CONNECTION_TIMEOUTS = {
-    "connect_timeout": 10,
-    # A server that vanishes without closing the connection (a network cut, a host gone) ends the
-    # copy within minutes instead of leaving it waiting: keepalives while we wait for an answer,
-    # and a limit on data the server does not acknowledge while we send.
-    "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
-    "keepalives_count": 6,
-    "tcp_user_timeout": 120_000,
-}
 _TABLE_NAMES = "_oe_copy_table_names"
 _COLUMN_NAMES = "_oe_copy_column_names"
 
 
-class WarehouseCopyError(RuntimeError):
-    """The copy could not be made; the message is one sentence naming the target or the table."""
+WarehouseCopyError = PostgresWarehouseError
+"""The copy could not be made; the message is one sentence naming the target or the table."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +62,11 @@ def copy_warehouse(
     report = CopyReport(target=target.shown, schema=schema)
     _register_names(source, tables)
     try:
-        with connected(target, setting) as conn, conn.transaction(), tempfile.TemporaryDirectory() as folder:
+        with connected(target, setting) as conn, conn.transaction():
             _prepare_schema(conn, schema)
             report.dropped = _drop_vanished(conn, schema, {t.physical_name for t in tables})
             for table in tables:
-                report.rows[table.name] = _copy_table(source, conn, schema, table, Path(folder))
+                report.rows[table.name] = _copy_table(source, conn, schema, table)
     finally:
         for name in (_TABLE_NAMES, _COLUMN_NAMES):
             source.unregister(name)
@@ -129,45 +112,13 @@ def _register_names(source: duckdb.DuckDBPyConnection, tables: list[TableTransfe
     )
 
 
-@contextmanager
-def connected(target: PostgresUrl, setting: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-    """A connection to ``target``; a failure to connect is one sentence naming ``setting``."""
-    try:
-        conn = psycopg.connect(**target.connect_kwargs(), **CONNECTION_TIMEOUTS)  # type: ignore[arg-type]
-    except psycopg.Error as error:
-        raise WarehouseCopyError(f"{setting} {target.shown}: cannot connect: {_reason(error)}") from None
-    try:
-        yield conn
-    except psycopg.errors.InsufficientPrivilege as error:
-        raise WarehouseCopyError(
-            f"{setting} {target.shown}: user {target.user} lacks a privilege the copy needs: {_reason(error)}"
-        ) from None
-    except psycopg.OperationalError as error:  # the server went away: it rolls back what was not committed
-        raise WarehouseCopyError(
-            f"{setting} {target.shown}: the connection was lost ({_reason(error)}); nothing of this copy "
-            "was committed, run it again"
-        ) from None
-    finally:
-        conn.close()
-
-
-def _reason(error: psycopg.Error) -> str:
-    """PostgreSQL's own reason in one line (``password authentication failed for user "x"``,
-    ``Connection refused``), with any secret alive in this process masked."""
-    diag = getattr(error, "diag", None)
-    text = diag.message_primary if diag is not None and diag.message_primary else str(error)
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
-    reason = first.split("FATAL:", 1)[1] if "FATAL:" in first else first.rsplit(" failed: ", 1)[-1]
-    return redact(reason.strip())
-
-
-def _prepare_schema(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> None:
+def _prepare_schema(conn: PgConnection, schema: str) -> None:
     """Waits for any other copy into ``schema`` (until this transaction ends), then makes sure it exists."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"oe_assets.warehouse_copy.{schema}"])
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
 
 
-def _drop_vanished(conn: psycopg.Connection[tuple[object, ...]], schema: str, keeping: set[str]) -> list[str]:
+def _drop_vanished(conn: PgConnection, schema: str, keeping: set[str]) -> list[str]:
     """Drops the tables the previous copy registered that this copy does not write."""
     registered = conn.execute(
         "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
@@ -187,10 +138,9 @@ def _drop_vanished(conn: psycopg.Connection[tuple[object, ...]], schema: str, ke
 
 def _copy_table(
     source: duckdb.DuckDBPyConnection,
-    conn: psycopg.Connection[tuple[object, ...]],
+    conn: PgConnection,
     schema: str,
     table: TableTransfer,
-    folder: Path,
 ) -> int:
     """Recreates ``table`` in PostgreSQL and fills it with COPY; returns the rows copied."""
     target = f"{quote_ident(schema)}.{quote_ident(table.physical_name)}"
@@ -198,23 +148,8 @@ def _copy_table(
     conn.execute(f"DROP TABLE IF EXISTS {target}")
     definition = ", ".join(f"{quote_ident(c.physical_name)} {c.postgres_type}" for c in columns)
     conn.execute(f"CREATE TABLE {target} ({definition})")
-    csv = folder / "table.csv"
-    source.execute(f"COPY ({_select(table)}) TO {quote_literal(str(csv))} (FORMAT csv, HEADER false)")
     names = ", ".join(quote_ident(c.physical_name) for c in columns)
-    try:
-        statement = f"COPY {target} ({names}) FROM STDIN (FORMAT csv)"
-        with conn.cursor() as cursor:
-            with cursor.copy(statement) as copy, csv.open("rb") as data:
-                while chunk := data.read(CHUNK_BYTES):
-                    copy.write(chunk)
-            copied = cursor.rowcount
-    except psycopg.errors.DataError as error:
-        context = (error.diag.context or "").splitlines()[0] if error.diag.context else ""
-        raise WarehouseCopyError(
-            f"{table.name}: PostgreSQL refused a value ({_reason(error)}; {context}); nothing was copied"
-        ) from None
-    finally:
-        csv.unlink(missing_ok=True)
+    copied = copy_in(source, _select(table), conn, f"{target} ({names})", table.name)
     counted = source.execute(f"SELECT count(*) FROM {quote_ident(table.name)}").fetchone()
     expected = counted[0] if counted else None
     if copied != expected:

@@ -1,0 +1,110 @@
+"""Talking to a PostgreSQL server: connecting, failures as one sentence, and bulk rows in.
+
+Every failure a user can meet (the server cannot be reached, the password or database is wrong,
+a privilege is missing, the server is too old, the connection is lost) becomes one sentence that
+names the setting and the server without its password. Rows always go in with ``COPY ... FROM
+STDIN``: DuckDB writes them as CSV, PostgreSQL reads the CSV, never a row at a time.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import psycopg
+
+from oe_assets.config.secret import redact
+from oe_assets.warehouse.postgres.url import PostgresUrl
+from oe_assets.warehouse.sql import quote_literal
+
+PgConnection = psycopg.Connection[tuple[object, ...]]
+CHUNK_BYTES = 1 << 20
+CONNECTION_TIMEOUTS = {
+    "connect_timeout": 10,
+    # A server that vanishes without closing the connection (a network cut, a host gone) ends the
+    # work within minutes instead of leaving it waiting: keepalives while we wait for an answer,
+    # and a limit on data the server does not acknowledge while we send.
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 6,
+    "tcp_user_timeout": 120_000,
+}
+OLDEST_SERVER = 150000
+"""PostgreSQL 15: the first with ``MERGE``, which the event log's script uses."""
+
+
+class PostgresWarehouseError(RuntimeError):
+    """What went wrong with a PostgreSQL server, in one sentence naming the setting or the table."""
+
+
+@contextmanager
+def connected(
+    target: PostgresUrl, setting: str, *, work: str = "copy", oldest: int | None = None
+) -> Iterator[PgConnection]:
+    """A connection to ``target``; a failure is one sentence naming ``setting`` and the ``work``
+    (``copy``, ``write``) it stopped. ``oldest``: the server version the work needs at least."""
+    try:
+        conn = psycopg.connect(**target.connect_kwargs(), **CONNECTION_TIMEOUTS)  # type: ignore[arg-type]
+    except psycopg.Error as error:
+        raise PostgresWarehouseError(
+            f"{setting} {target.shown}: cannot connect: {reason_of(error)}"
+        ) from None
+    try:
+        if oldest is not None and conn.info.server_version < oldest:
+            raise PostgresWarehouseError(
+                f"{setting} {target.shown}: the server runs PostgreSQL {_version(conn.info.server_version)}, "
+                f"and the warehouse needs {_version(oldest)} or newer"
+            )
+        yield conn
+    except psycopg.errors.InsufficientPrivilege as error:
+        raise PostgresWarehouseError(
+            f"{setting} {target.shown}: user {target.user} lacks a privilege the {work} needs: {reason_of(error)}"
+        ) from None
+    except psycopg.OperationalError as error:  # the server went away: it rolls back what was not committed
+        raise PostgresWarehouseError(
+            f"{setting} {target.shown}: the connection was lost ({reason_of(error)}); nothing of this {work} "
+            "was committed, run it again"
+        ) from None
+    finally:
+        conn.close()
+
+
+def _version(number: int) -> str:
+    major, minor = divmod(number, 10000)
+    return f"{major}.{minor}" if minor else str(major)
+
+
+def reason_of(error: psycopg.Error) -> str:
+    """PostgreSQL's own reason in one line (``password authentication failed for user "x"``,
+    ``Connection refused``), with any secret alive in this process masked."""
+    diag = getattr(error, "diag", None)
+    text = diag.message_primary if diag is not None and diag.message_primary else str(error)
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    reason = first.split("FATAL:", 1)[1] if "FATAL:" in first else first.rsplit(" failed: ", 1)[-1]
+    return redact(reason.strip())
+
+
+def copy_in(
+    source: duckdb.DuckDBPyConnection, select: str, conn: PgConnection, target: str, what: str
+) -> int:
+    """The rows of DuckDB's ``select`` into PostgreSQL's ``target`` (``table (columns)``) with one
+    ``COPY FROM STDIN``; returns the rows PostgreSQL took. A value PostgreSQL refuses is a
+    :class:`PostgresWarehouseError` naming ``what`` (the table) and the line."""
+    with tempfile.TemporaryDirectory(prefix="oe_copy_") as folder:
+        csv = Path(folder) / "rows.csv"
+        source.execute(f"COPY ({select}) TO {quote_literal(str(csv))} (FORMAT csv, HEADER false)")
+        try:
+            with conn.cursor() as cursor:
+                with cursor.copy(f"COPY {target} FROM STDIN (FORMAT csv)") as copy, csv.open("rb") as data:
+                    while chunk := data.read(CHUNK_BYTES):
+                        copy.write(chunk)
+                return cursor.rowcount
+        except psycopg.errors.DataError as error:
+            context = (error.diag.context or "").splitlines()[0] if error.diag.context else ""
+            raise PostgresWarehouseError(
+                f"{what}: PostgreSQL refused a value ({reason_of(error)}; {context}); nothing was written"
+            ) from None
