@@ -46,9 +46,12 @@ def connected(
     target: PostgresUrl, setting: str, *, work: str = "copy", oldest: int | None = None
 ) -> Iterator[PgConnection]:
     """A connection to ``target``; a failure is one sentence naming ``setting`` and the ``work``
-    (``copy``, ``write``) it stopped. ``oldest``: the server version the work needs at least."""
+    (``copy``, ``write``) it stopped. ``oldest``: the server version the work needs at least.
+
+    The connection is in autocommit: every write is inside an explicit ``conn.transaction()``
+    block, so no statement ever joins a transaction that a read opened without saying so."""
     try:
-        conn = psycopg.connect(**target.connect_kwargs(), **CONNECTION_TIMEOUTS)  # type: ignore[arg-type]
+        conn = psycopg.connect(**target.connect_kwargs(), **CONNECTION_TIMEOUTS, autocommit=True)  # type: ignore[arg-type]
     except psycopg.Error as error:
         raise PostgresWarehouseError(
             f"{setting} {target.shown}: cannot connect: {reason_of(error)}"
