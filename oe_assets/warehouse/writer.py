@@ -108,34 +108,44 @@ def load_registry(conn: duckdb.DuckDBPyConnection, family: TableFamily) -> Schem
     """The family's persisted :class:`SchemaRegistry` (empty if nothing was written yet)."""
     if not bookkeeping_exists(conn):
         return SchemaRegistry()
-    tables = [
-        RegisteredTable(name, parent, _path_from_json(path) or ())
-        for name, parent, path in conn.execute(
-            f"SELECT table_name, parent_table, json_path FROM {TABLES_TABLE} WHERE family = ? "
-            "ORDER BY first_seen, table_name",
-            [family.root_table],
-        ).fetchall()
-    ]
-    columns = [
-        RegisteredColumn(table, column, _path_from_json(path))
-        for table, column, path in conn.execute(
-            f"SELECT c.table_name, c.column_name, c.json_path FROM {COLUMNS_TABLE} c "
-            f"JOIN {TABLES_TABLE} t ON t.table_name = c.table_name WHERE t.family = ? "
-            "ORDER BY c.first_seen, c.table_name, c.column_name",
-            [family.root_table],
-        ).fetchall()
-    ]
-    return SchemaRegistry.from_rows(tables, columns)
+    tables_sql, columns_sql = registry_queries("?")
+    tables = conn.execute(tables_sql, [family.root_table]).fetchall()
+    columns = conn.execute(columns_sql, [family.root_table]).fetchall()
+    return registry_from_rows(tables, columns)
 
 
-def _path_from_json(text: str | None) -> Any:
+def registry_queries(placeholder: str) -> tuple[str, str]:
+    """The two catalog queries a family's registry is read with (its family as ``placeholder``:
+    ``?`` in DuckDB, ``%s`` in psycopg), in the order the names were first given."""
+    return (
+        f"SELECT table_name, parent_table, json_path FROM {TABLES_TABLE} WHERE family = {placeholder} "
+        "ORDER BY first_seen, table_name",
+        f"SELECT c.table_name, c.column_name, c.json_path FROM {COLUMNS_TABLE} c "
+        f"JOIN {TABLES_TABLE} t ON t.table_name = c.table_name WHERE t.family = {placeholder} "
+        "ORDER BY c.first_seen, c.table_name, c.column_name",
+    )
+
+
+def registry_from_rows(
+    tables: Iterable[tuple[Any, ...]], columns: Iterable[tuple[Any, ...]]
+) -> SchemaRegistry:
+    """The registry of the catalog's rows: ``(table, parent, json path)`` of ``_oe_tables`` and
+    ``(table, column, json path)`` of ``_oe_columns``, each in the order they were first seen
+    (the same on every warehouse)."""
+    return SchemaRegistry.from_rows(
+        [RegisteredTable(name, parent, path_from_json(path) or ()) for name, parent, path in tables],
+        [RegisteredColumn(table, column, path_from_json(path)) for table, column, path in columns],
+    )
+
+
+def path_from_json(text: str | None) -> Any:
     if text is None:
         return None
     value = orjson.loads(text)
     return None if value is None else tuple(value)
 
 
-def _path_to_json(path: tuple[Any, ...] | None) -> str | None:
+def path_to_json(path: tuple[Any, ...] | None) -> str | None:
     return None if path is None else orjson.dumps(list(path)).decode()
 
 
@@ -207,13 +217,13 @@ class _FamilyWriter:
         for name, parent, path in self.conn.execute(
             f"SELECT table_name, parent_table, json_path FROM {TABLES_TABLE} WHERE family = ?", [fam]
         ).fetchall():
-            self.state[name] = TableState(registered=(parent, _path_from_json(path) or ()))
+            self.state[name] = TableState(registered=(parent, path_from_json(path) or ()))
         for table, column, path, dtype in self.conn.execute(
             f"SELECT c.table_name, c.column_name, c.json_path, c.data_type FROM {COLUMNS_TABLE} c "
             f"JOIN {TABLES_TABLE} t ON t.table_name = c.table_name WHERE t.family = ?",
             [fam],
         ).fetchall():
-            self.state[table].paths[column] = _path_from_json(path)
+            self.state[table].paths[column] = path_from_json(path)
             self.state[table].seen[column] = dtype is not None
         existing = all_table_columns(self.conn)  # one catalog query instead of one per table
         for table, state in self.state.items():
@@ -359,7 +369,7 @@ class _FamilyWriter:
             parent, path = plan.register
             self.conn.execute(
                 f"INSERT INTO {TABLES_TABLE} VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [table, self.family.root_table, parent, _path_to_json(path), self.now],
+                [table, self.family.root_table, parent, path_to_json(path), self.now],
             )
         if plan.create is None:
             existing = self.state[table].columns
@@ -389,7 +399,7 @@ class _FamilyWriter:
                 {
                     "table_name": pa.array([t for t, _, _, _ in new_columns], pa.string()),
                     "column_name": pa.array([c for _, c, _, _ in new_columns], pa.string()),
-                    "json_path": pa.array([_path_to_json(p) for _, _, p, _ in new_columns], pa.string()),
+                    "json_path": pa.array([path_to_json(p) for _, _, p, _ in new_columns], pa.string()),
                     "data_type": pa.array([d for _, _, _, d in new_columns], pa.string()),
                     "first_seen": pa.array([self.now] * len(new_columns), pa.timestamp("us")),
                 }

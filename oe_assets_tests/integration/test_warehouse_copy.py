@@ -5,7 +5,6 @@ each other, and one sentence without the password for every setting that cannot 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from oe_assets_tests.support.cli_support import clean_env
 from oe_assets_tests.support.helpers import created_day
 from oe_assets_tests.support.postgres import PostgresServer
 from oe_assets_tests.support.tcp_cut import cutting_proxy
+from oe_assets_tests.support.twin import normal
 
 LONG_PREFIX = "execution_context$context&" + "x" * 60  # two tables alike in their first 63 bytes
 
@@ -43,26 +43,14 @@ def copy_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProc
     )  # fmt: skip
 
 
-def _normal(value: Any) -> Any:
-    """One form for a value read from either database (NaN equal to NaN, numbers as floats, a
-    nested value as the JSON text it arrives as)."""
-    if isinstance(value, list | dict):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
 def rows_of_duckdb(conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple[Any, ...]]:
     rows = conn.execute(f'SELECT * FROM "{table}"').fetchall()
-    return sorted((tuple(_normal(v) for v in row) for row in rows), key=repr)
+    return sorted((tuple(normal(v) for v in row) for row in rows), key=repr)
 
 
 def rows_of_postgres(pg: PostgresServer, database: str, table: str, columns: int) -> list[tuple[Any, ...]]:
     rows = pg.query(database, f'SELECT * FROM "{table}"')
-    return sorted((tuple(_normal(v) for v in row[:columns]) for row in rows), key=repr)
+    return sorted((tuple(normal(v) for v in row[:columns]) for row in rows), key=repr)
 
 
 @pytest.fixture

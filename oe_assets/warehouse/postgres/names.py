@@ -44,3 +44,16 @@ def _short_form(name: str, digits: int) -> str:
     suffix = "~" + hashlib.sha256(name.encode()).hexdigest()[:digits]
     head = name.encode()[: MAX_IDENTIFIER_BYTES - len(suffix)].decode(errors="ignore")
     return head + suffix
+
+
+def physical_name_for(name: str, taken: set[str]) -> str:
+    """The name ``name`` gets beside the physical names already ``taken`` (by other names): itself
+    when it fits and is free, else its short form, lengthened until it is free."""
+    if _fits(name) and name not in taken:
+        return name
+    digits = HASH_DIGITS
+    short = _short_form(name, digits)
+    while short in taken:
+        digits += 2
+        short = _short_form(name, digits)
+    return short

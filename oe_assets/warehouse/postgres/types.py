@@ -74,3 +74,70 @@ def column_transfer(table: str, name: str, physical_name: str, duckdb_type: str)
     raise UnsupportedColumnError(
         f"{table}.{name} is of type {duckdb_type}, which is not copied to PostgreSQL"
     )
+
+
+_DUCKDB_OF_POSTGRES = {
+    "text": "VARCHAR",
+    "boolean": "BOOLEAN",
+    "smallint": "SMALLINT",
+    "integer": "INTEGER",
+    "bigint": "BIGINT",
+    "real": "FLOAT",
+    "double precision": "DOUBLE",
+    "date": "DATE",
+    "timestamp without time zone": "TIMESTAMP",
+    "timestamp with time zone": "TIMESTAMP WITH TIME ZONE",
+}
+"""The way back, for the types the warehouse's tables hold: a PostgreSQL column read as the DuckDB
+type whose values it holds, so that the writer's rules (which type widens to which) serve both."""
+
+
+def postgres_type(duckdb_type: str) -> str:
+    """The PostgreSQL type a warehouse column of ``duckdb_type`` gets."""
+    return _SCALARS[duckdb_type]
+
+
+def duckdb_type_of(table: str, column: str, postgres_type: str) -> str:
+    """The DuckDB type of a PostgreSQL column; :class:`UnsupportedColumnError` names a column whose
+    type the warehouse never makes (changed by hand)."""
+    known = _DUCKDB_OF_POSTGRES.get(postgres_type)
+    if known is None:
+        raise UnsupportedColumnError(
+            f"{table}.{column} is of type {postgres_type} in PostgreSQL, which the warehouse does not write; "
+            "change it back to the type oe_assets gave it"
+        )
+    return known
+
+
+def retype_expr(column_sql: str, from_type: str, to_type: str, *, had_values: bool) -> str:
+    """PostgreSQL's ``USING`` for a column changing from ``from_type`` to ``to_type`` (DuckDB
+    types): the values DuckDB's :func:`~oe_assets.warehouse.schema.cast_expr` would give, so a
+    widened column reads the same on both (a TIMESTAMP as ISO-8601 UTC text, milliseconds unless
+    the value has microseconds)."""
+    target = postgres_type(to_type)
+    if not had_values:
+        return f"NULL::{target}"
+    if to_type == "VARCHAR" and from_type == "TIMESTAMP":
+        fraction = f"(extract(microseconds FROM {column_sql})::bigint % 1000 = 0)"
+        return (
+            f'CASE WHEN {fraction} THEN to_char({column_sql}, \'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"\') '
+            f'ELSE to_char({column_sql}, \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\') END'
+        )
+    if to_type == "VARCHAR" and from_type == "DOUBLE":
+        return _double_text(f"CAST({column_sql} AS text)")
+    return f"CAST({column_sql} AS {target})"
+
+
+def _double_text(text: str) -> str:
+    """DuckDB's text of a DOUBLE (Python's ``repr``) from PostgreSQL's: the same shortest digits,
+    but integral values end in ``.0``, values from 1e15 to 1e16 are written out, and ``inf``/``nan``
+    are lower case (PostgreSQL: ``1``, ``1e+15``, ``Infinity``)."""
+    mantissa = f"replace(split_part({text}, 'e', 1), '-', '')"
+    digits = f"replace({mantissa}, '.', '')"
+    sign = f"CASE WHEN left({text}, 1) = '-' THEN '-' ELSE '' END"
+    written_out = f"{sign} || left(rpad({digits}, 16, '0'), 16) || '.' || coalesce(nullif(substr({digits}, 17), ''), '0')"
+    return (
+        f"CASE {text} WHEN 'NaN' THEN 'nan' WHEN 'Infinity' THEN 'inf' WHEN '-Infinity' THEN '-inf' ELSE "
+        f"CASE WHEN {text} ~ 'e\\+15$' THEN {written_out} "
+        f"WHEN {text} ~ '^-?[0-9]+$' THEN {text} || '.0' ELSE {text} END END"
+    )

@@ -1,0 +1,84 @@
+"""A DuckDB warehouse and a PostgreSQL database given the same writes, compared table by table.
+
+Values are compared in one form (:func:`normal`): numbers as floats, NaN equal to NaN, dates and
+times as Python objects (both drivers give them), nested values as their JSON text. A table is
+found in PostgreSQL under its ``physical_name`` when the catalog gives one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date, datetime
+from typing import Any
+
+import duckdb
+import psycopg
+
+from oe_assets.warehouse.sql import quote_ident
+from oe_assets_tests.support.postgres import PostgresServer
+
+
+def normal(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def _rows(columns: list[str], rows: list[tuple[Any, ...]]) -> list[tuple[tuple[str, Any], ...]]:
+    return sorted((tuple(zip(columns, map(normal, row), strict=True)) for row in rows), key=repr)
+
+
+def duckdb_table(conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple[tuple[str, Any], ...]]:
+    """The table's rows as sorted (column, value) tuples."""
+    cursor = conn.execute(f"SELECT * FROM {quote_ident(table)}")
+    return _rows([d[0] for d in cursor.description], cursor.fetchall())
+
+
+def postgres_table(pg: psycopg.Connection[Any], table: str) -> list[tuple[tuple[str, Any], ...]]:
+    """The table's rows as :func:`duckdb_table` gives DuckDB's, under the catalog's column names."""
+    physical, columns = physical_names(pg, table)
+    cursor = pg.execute(f"SELECT * FROM {quote_ident(physical)}")
+    assert cursor.description is not None
+    names = [columns.get(d.name, d.name) for d in cursor.description]
+    return _rows(names, cursor.fetchall())
+
+
+def physical_names(pg: psycopg.Connection[Any], table: str) -> tuple[str, dict[str, str]]:
+    """The table's name in PostgreSQL, and its columns' (PostgreSQL name -> warehouse name)."""
+    found = pg.execute("SELECT physical_name FROM _oe_tables WHERE table_name = %s", [table]).fetchone()
+    if found is None:
+        return table, {}
+    columns = pg.execute(
+        "SELECT physical_name, column_name FROM _oe_columns WHERE table_name = %s", [table]
+    ).fetchall()
+    return str(found[0]), {str(p): str(c) for p, c in columns}
+
+
+def connect(server: PostgresServer, database: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        host=server.host, port=server.port, user=server.user, password=server.password, dbname=database,
+        autocommit=True,
+    )  # fmt: skip
+
+
+def differing_tables(
+    duck: duckdb.DuckDBPyConnection, pg: psycopg.Connection[Any], tables: list[str]
+) -> dict[str, str]:
+    """The ``tables`` whose rows differ, each with a short account of how."""
+    differing = {}
+    for table in tables:
+        left, right = duckdb_table(duck, table), postgres_table(pg, table)
+        if left != right:
+            only_duck = [r for r in left if r not in right][:2]
+            only_pg = [r for r in right if r not in left][:2]
+            differing[table] = (
+                f"{len(left)} vs {len(right)} rows; DuckDB only {only_duck}; PostgreSQL only {only_pg}"
+            )
+    return differing
