@@ -47,13 +47,17 @@ def _default_warehouse() -> str:
     return os.environ.get(settings.WAREHOUSE) or settings.DEFAULT_WAREHOUSE
 
 
-def _warehouse_option(text: str) -> str:
-    """A ``--warehouse`` value: a DuckDB file path; a URL is refused in one sentence."""
-    name = settings.WAREHOUSE if text == os.environ.get(settings.WAREHOUSE) else "--warehouse"
-    try:
-        return str(settings.parse_warehouse(text, name))
-    except settings.SettingsError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+def _warehouse_option(command: str) -> Callable[[str], str]:
+    """The ``--warehouse`` values ``command`` takes: a DuckDB file path; a URL is refused in one sentence."""
+
+    def duckdb_file(text: str) -> str:
+        name = settings.WAREHOUSE if text == os.environ.get(settings.WAREHOUSE) else "--warehouse"
+        try:
+            return str(settings.duckdb_warehouse(text, name, command=command))
+        except settings.SettingsError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return duckdb_file
 
 
 def _print_rows(rows: Mapping[str, int]) -> None:
@@ -519,7 +523,7 @@ def _add_demo(sub: _Commands) -> None:
         "demo", help="start the simulator and materialize the whole graph for the last N whole days"
     )
     demo.add_argument("--days", type=int, default=7, help="whole days before today (default: 7)")
-    demo.add_argument("--warehouse", type=_warehouse_option, default=settings.DEFAULT_WAREHOUSE)
+    demo.add_argument("--warehouse", type=_warehouse_option(demo.prog), default=settings.DEFAULT_WAREHOUSE)
     demo.add_argument("--dagster-home", default=None, help="default: $DAGSTER_HOME or ./dagster_home")
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--contexts-per-day", type=int, default=60)
@@ -560,7 +564,7 @@ def _add_warehouse_option(parser: argparse.ArgumentParser, *, waiting: bool = Fa
     """``--warehouse`` of a command that reads it, and ``--wait`` if it waits for a run that writes."""
     parser.add_argument(
         "--warehouse",
-        type=_warehouse_option,
+        type=_warehouse_option(parser.prog),
         default=_default_warehouse(),
         help="default: $OE_WAREHOUSE or data/...",
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from oe_assets.core.loopback_http import is_loopback_host
+from oe_assets.warehouse.postgres.url import PostgresUrl, PostgresUrlError, parse_postgres_url
 
 API_URL = "OE_API_URL"
 AUTH_URL = "OE_AUTH_URL"
@@ -27,6 +28,7 @@ CLIENT_ID = "OE_CLIENT_ID"
 CLIENT_SECRET = "OE_CLIENT_SECRET"  # noqa: S105 - the variable's name, not a secret
 DIGITAL_PROCESS_IDS = "OE_DIGITAL_PROCESS_IDS"
 WAREHOUSE = "OE_WAREHOUSE"
+PGPASSWORD = "PGPASSWORD"
 EXPORT_DIR = "OE_EXPORT_DIR"
 START_DATE = "OE_START_DATE"
 REQUEST_DEADLINE = "OE_REQUEST_DEADLINE_SECONDS"
@@ -79,29 +81,42 @@ _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://|^(md|motherduck):", re.
 """``scheme://…``, or MotherDuck's ``md:name``: what a driver would read as a URL, not a file path."""
 
 
-def parse_warehouse(raw: str | None, name: str = WAREHOUSE) -> Path:
-    """The warehouse's DuckDB file from the setting ``name`` (unset or empty: the default path).
+def parse_warehouse(raw: str | None, name: str = WAREHOUSE) -> Path | PostgresUrl:
+    """The warehouse from the setting ``name``: a DuckDB file (unset or empty: the default path),
+    or a PostgreSQL database (``postgresql://user[:password]@host[:port]/database``).
 
-    A URL is refused rather than handed to DuckDB, which would create a file named after it
-    (``postgresql://…`` became a folder ``postgresql:``). The message names the scheme only:
-    a URL can carry a password.
+    Any other URL is refused rather than handed to DuckDB, which would create a file named after
+    it (``md:name`` became a file ``md:name``). Messages name the scheme only: a URL can carry a
+    password.
     """
     text = (raw or "").strip()
     if not text:
         return Path(DEFAULT_WAREHOUSE)
     match = _URL_SCHEME.match(text)
-    if match:
-        scheme = (match.group(1) or match.group(2)).lower()
-        what = (
-            "a PostgreSQL warehouse is not supported yet"
-            if scheme in ("postgres", "postgresql")
-            else "oe_assets opens no warehouse by URL"
-        )
+    if match is None:
+        return Path(text)
+    scheme = (match.group(1) or match.group(2)).lower()
+    if scheme not in ("postgres", "postgresql"):
         raise SettingsError(
-            f"{name} is a URL ({scheme}:…), and {what}: set it to a DuckDB file path "
-            f"such as {DEFAULT_WAREHOUSE}."
+            f"{name} is a URL ({scheme}:…), and a warehouse is a DuckDB file path such as {DEFAULT_WAREHOUSE} "
+            "or a PostgreSQL URL (postgresql://user@host:port/database)."
         )
-    return Path(text)
+    try:
+        return parse_postgres_url(text, name)
+    except PostgresUrlError as error:
+        raise SettingsError(str(error)) from None
+
+
+def duckdb_warehouse(raw: str | None, name: str = WAREHOUSE, *, command: str) -> Path:
+    """The warehouse's DuckDB file, for a ``command`` that reads DuckDB only; a PostgreSQL URL is
+    refused in one sentence that says what to do instead."""
+    warehouse = parse_warehouse(raw, name)
+    if isinstance(warehouse, PostgresUrl):
+        raise SettingsError(
+            f"{name} is a PostgreSQL database ({warehouse.shown}), and {command} reads a DuckDB warehouse: "
+            "give it a DuckDB file with --warehouse, or query PostgreSQL with psql."
+        )
+    return warehouse
 
 
 def parse_positive(name: str, raw: str | None, default: float) -> float:
@@ -250,8 +265,9 @@ class Settings:
     """Everything the pipeline needs to know: the API, the warehouse, the partitions, the sensor."""
 
     api: ApiSettings = field(default_factory=ApiSettings)
-    warehouse: Path = Path(DEFAULT_WAREHOUSE)
-    export_dir: Path | None = None  # the exports' folder; None: `exports` beside the warehouse file
+    warehouse: Path | PostgresUrl = Path(DEFAULT_WAREHOUSE)
+    export_dir: Path | None = None
+    """the exports' folder; None: `exports` beside the warehouse file (`data/exports` on PostgreSQL)"""
     start_date: date = DEFAULT_START_DATE
     sensor: SensorSettings = field(default_factory=SensorSettings)
     celonis: CelonisSettings = field(default_factory=CelonisSettings)
@@ -278,7 +294,7 @@ class Settings:
             REQUEST_DEADLINE: str(api.request_deadline_seconds),
             RETRY_BUDGET: str(api.retry_budget_seconds),
             MAX_RESPONSE_MB: str(api.max_response_mb),
-            WAREHOUSE: str(self.warehouse),
+            **self._warehouse_env(),
             EXPORT_DIR: str(self.export_dir or ""),
             START_DATE: self.start_date.isoformat(),
             SENSOR_INTERVAL: str(sensor.interval_seconds),
@@ -286,6 +302,13 @@ class Settings:
             SENSOR_RUNNING: "1" if sensor.running else "",
             **self._celonis_env(),
         }
+
+    def _warehouse_env(self) -> dict[str, str]:
+        """The warehouse; a PostgreSQL password as ``PGPASSWORD``, never inside the URL."""
+        if not isinstance(self.warehouse, PostgresUrl):
+            return {WAREHOUSE: str(self.warehouse)}
+        password = self.warehouse.password
+        return {WAREHOUSE: self.warehouse.shown, **({PGPASSWORD: password.reveal()} if password else {})}
 
     def _celonis_env(self) -> dict[str, str]:
         """The Celonis destination, without its credentials (a child process reads those itself)."""

@@ -62,6 +62,7 @@ def write_context_partitions(
     flatten_in: FlattenIn = "thread",
     times: WriteTimes | None = None,
     in_day: DayHook | None = None,
+    registry: SchemaRegistry | None = None,
 ) -> Generator[tuple[date, WriteReport], None, None]:
     """Flatten each day's chunks and replace that day, one transaction per day, in order.
 
@@ -77,8 +78,10 @@ def write_context_partitions(
     A document that does not parse, has no usable key or cannot be walked is no error: it is
     quarantined with its text (``_oe_quarantine``, counted in the day's report) and the day lands.
     ``in_day(conn, day)`` runs inside each day's transaction, after the family's rows are written.
+    ``registry``: the names to flatten with when ``conn`` is not the warehouse that holds them (a
+    scratch published into PostgreSQL); by default ``conn``'s.
     """
-    registry = load_registry(conn, CONTEXTS)
+    registry = registry if registry is not None else load_registry(conn, CONTEXTS)
     stamp = loaded_at or utc_now()
     times = times if times is not None else WriteTimes()
     jobs = _jobs(days, stamp)

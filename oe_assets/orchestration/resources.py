@@ -4,8 +4,10 @@ the UI and the run storage show variable names, never the secret)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,10 @@ from oe_assets.client import OeClient, OeClientConfig
 from oe_assets.config import settings
 from oe_assets.config.secret import Secret
 from oe_assets.warehouse.connection import WAREHOUSE_SETTINGS, open_warehouse
+from oe_assets.warehouse.postgres.connect import OLDEST_SERVER, PgConnection, connected
+from oe_assets.warehouse.postgres.url import PostgresUrl
 
-_MASKED_FIELDS = frozenset({"client_secret", "api_key", "app_key"})
+_MASKED_FIELDS = frozenset({"client_secret", "api_key", "app_key", "postgres_password"})
 
 DUCKDB_POOL = "duckdb"
 """Every op that opens the warehouse joins this pool; the instance's dagster.yaml limits it to 1."""
@@ -97,8 +101,15 @@ class OeApiResource(dg.ConfigurableResource):
 
 
 class WarehouseResource(DuckDBResource):
-    """The DuckDB warehouse file; one writer at a time, connections always closed."""
+    """The warehouse: a DuckDB file (one writer at a time), or a PostgreSQL database that runs on
+    many machines write at once (:mod:`oe_assets.warehouse.postgres`); connections always closed."""
 
+    database: str = Field(
+        description=f"DuckDB file, or postgresql://user@host:port/database ({settings.WAREHOUSE})."
+    )
+    postgres_password: str = Field(
+        default="", description=f"PostgreSQL password ({settings.PGPASSWORD}); never logged."
+    )
     connection_config: dict[str, Any] = Field(
         default_factory=lambda: dict(WAREHOUSE_SETTINGS),
         description="DuckDB settings (memory_limit, checkpoint_threshold, ...) for every connection.",
@@ -107,20 +118,67 @@ class WarehouseResource(DuckDBResource):
     export_dir: str = Field(
         default="",
         description=f"Folder of the exports and the process map ({settings.EXPORT_DIR}); empty = `exports` "
-        "beside the warehouse file.",
+        "beside the warehouse file (`data/exports` for PostgreSQL).",
     )
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield (name, "***" if name in _MASKED_FIELDS else value)
+
+    @property
+    def on_postgres(self) -> bool:
+        return isinstance(settings.parse_warehouse(self.database), PostgresUrl)
+
+    def postgres_target(self) -> PostgresUrl:
+        target = settings.parse_warehouse(self.database)
+        if not isinstance(target, PostgresUrl):
+            raise settings.SettingsError(f"{settings.WAREHOUSE} is a DuckDB file, not a PostgreSQL database")
+        return replace(target, password=Secret(self.postgres_password)) if self.postgres_password else target
 
     def exports_folder(self) -> Path:
         """Where the exports go: beside this warehouse unless set, so a test's warehouse or a second
         project's never writes into another one's folder."""
-        return Path(self.export_dir) if self.export_dir else Path(self.database).resolve().parent / "exports"
+        if self.export_dir:
+            return Path(self.export_dir)
+        if self.on_postgres:
+            return Path(settings.DEFAULT_WAREHOUSE).parent / "exports"
+        return Path(self.database).resolve().parent / "exports"
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.on_postgres:
+            raise settings.SettingsError(
+                f"{settings.WAREHOUSE} is a PostgreSQL database: this step reads DuckDB"
+            )
         with open_warehouse(
             self.database, lock_timeout=self.lock_timeout_seconds, settings=self.connection_config
         ) as conn:
             yield conn
+
+    @contextmanager
+    def postgres(self) -> Iterator[PgConnection]:
+        """A connection to the PostgreSQL warehouse (15 or newer); every failure one sentence naming
+        the setting, never the password."""
+        with connected(
+            self.postgres_target(), settings.WAREHOUSE, work="write", oldest=OLDEST_SERVER
+        ) as conn:
+            yield conn
+
+
+def warehouse_resource(config: settings.Settings) -> WarehouseResource:
+    """The warehouse as ``config`` says. A PostgreSQL password reaches the resource only through
+    ``EnvVar``: ``PGPASSWORD``, or ``OE_WAREHOUSE`` itself when the URL holds it."""
+    export_dir = str(config.export_dir or "")
+    target = config.warehouse
+    if not isinstance(target, PostgresUrl):
+        return WarehouseResource(database=str(target), export_dir=export_dir)
+    from_url = bool(target.password) and target.password.reveal() != os.environ.get(settings.PGPASSWORD)
+    if from_url:
+        return WarehouseResource(database=dg.EnvVar(settings.WAREHOUSE), export_dir=export_dir)
+    password = (
+        {"postgres_password": dg.EnvVar(settings.PGPASSWORD)} if os.environ.get(settings.PGPASSWORD) else {}
+    )
+    return WarehouseResource(database=target.shown, export_dir=export_dir, **password)  # type: ignore[arg-type]
 
 
 class CelonisResource(dg.ConfigurableResource):
@@ -220,7 +278,5 @@ def resources_for(config: settings.Settings) -> dict[str, dg.ConfigurableResourc
             retry_budget_seconds=api.retry_budget_seconds,
             max_response_megabytes=api.max_response_mb,
         ),
-        "warehouse": WarehouseResource(
-            database=str(config.warehouse), export_dir=str(config.export_dir or "")
-        ),
+        "warehouse": warehouse_resource(config),
     }

@@ -12,17 +12,16 @@ from datetime import date
 from typing import Any
 
 import dagster as dg
-import duckdb
 
 from oe_assets.flatten import CONTEXTS, FAMILIES
 from oe_assets.landing.retention import write_partitions_marking_deleted
-from oe_assets.load.catalog import rebuild_catalog_family
+from oe_assets.load.catalog import rebuild_catalog_family, rebuild_catalog_family_pg
+from oe_assets.load.contexts_pg import write_landed_partitions_pg
 from oe_assets.model.declaration import DeclaredTable, FamilyDeclaration, ModelDeclaration
-from oe_assets.model.integrity import table_exists
-from oe_assets.orchestration.metadata import OWNERS, table_metadata
+from oe_assets.orchestration.metadata import OWNERS, Warehouse, family_tables, has_table, table_metadata
 from oe_assets.orchestration.partitions import CATALOG_REFRESH, CONTEXTS_REFRESH, REFRESH_TAG, partition_dates
 from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
-from oe_assets.warehouse import TABLES_TABLE, WriteReport
+from oe_assets.warehouse import WriteReport
 
 CELONIS_GROUP = "celonis_model"
 
@@ -122,7 +121,7 @@ def _root_metadata(reports: Sequence[WriteReport], undeclared: list[str]) -> dic
 
 
 def _results(
-    conn: duckdb.DuckDBPyConnection,
+    conn: Warehouse,
     family: FamilyDeclaration,
     reports: Sequence[WriteReport],
     where_partitions: Sequence[date] | None,
@@ -131,12 +130,7 @@ def _results(
     for report in reports:
         for name, n in report.rows_per_table.items():
             rows[name] = rows.get(name, 0) + n
-    written = [
-        str(r[0])
-        for r in conn.execute(
-            f"SELECT table_name FROM {TABLES_TABLE} WHERE family = ?", [family.root_table]
-        ).fetchall()
-    ]
+    written = family_tables(conn, family.root_table)
     for table in family.tables:
         extra: dict[str, Any] = {}
         if table.parent is None:
@@ -146,7 +140,7 @@ def _results(
                     f"{min(where_partitions)} .. {max(where_partitions)}"
                 )
         # The root table is missing while no record of the family has ever landed (empty days only).
-        if table.name in written or (table.parent is None and table_exists(conn, table.name)):
+        if table.name in written or (table.parent is None and has_table(conn, table.name)):
             partition_rows = rows.get(table.name, 0) if where_partitions else None
             meta = table_metadata(conn, table.name, partition_rows=partition_rows, extra=extra)
         else:
@@ -158,6 +152,20 @@ def _results(
         yield dg.MaterializeResult(asset_key=dg.AssetKey(table.asset_key), metadata=meta)
 
 
+def _logged(
+    context: dg.AssetExecutionContext, written: Iterator[tuple[date, WriteReport]]
+) -> list[WriteReport]:
+    """Each day's report, its quarantined contexts said in the run's log."""
+    reports = []
+    for day, report in written:
+        reports.append(report)
+        if report.quarantined:
+            context.log.warning(
+                f"{day}: {report.quarantined} process contexts quarantined (see _oe_quarantine)"
+            )
+    return reports
+
+
 def build_context_tables_asset(
     partitions: dg.DailyPartitionsDefinition, family: FamilyDeclaration
 ) -> dg.AssetsDefinition:
@@ -166,14 +174,13 @@ def build_context_tables_asset(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult]:
         days = partition_dates(context)
-        reports: list[WriteReport] = []
+        if warehouse.on_postgres:
+            with warehouse.postgres() as pg, warehouse.postgres() as reader:
+                reports = _logged(context, write_landed_partitions_pg(pg, reader, days))
+                yield from _results(pg, family, reports, days)
+            return
         with warehouse.get_connection() as conn:
-            for day, report in write_partitions_marking_deleted(conn, days):
-                reports.append(report)
-                if report.quarantined:
-                    context.log.warning(
-                        f"{day}: {report.quarantined} process contexts quarantined (see _oe_quarantine)"
-                    )
+            reports = _logged(context, write_partitions_marking_deleted(conn, days))
             yield from _results(conn, family, reports, days)
 
     return execution_context_tables
@@ -184,6 +191,11 @@ def build_catalog_asset(family: FamilyDeclaration) -> dg.AssetsDefinition:
     def catalog_tables(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult]:
+        if warehouse.on_postgres:
+            with warehouse.postgres() as pg:
+                report = rebuild_catalog_family_pg(pg, FAMILIES[family.root_table], family.raw_table)
+                yield from _results(pg, family, [report], None)
+            return
         with warehouse.get_connection() as conn:
             report = rebuild_catalog_family(conn, FAMILIES[family.root_table], family.raw_table)
             yield from _results(conn, family, [report], None)

@@ -89,12 +89,7 @@ def physical_columns(
 ) -> dict[str, str] | None:
     """Column -> DuckDB type of ``table`` in table order, under the names the catalog gives its
     columns (``physical_names``: column -> name in PostgreSQL); None: the table does not exist."""
-    rows = conn.execute(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-        "WHERE a.attrelid = to_regclass(quote_ident(%s)) AND a.attnum > 0 AND NOT a.attisdropped "
-        "ORDER BY a.attnum",
-        [physical_table],
-    ).fetchall()
+    rows = _attributes(conn, physical_table)
     if not rows and missing_tables(conn, [physical_table]):
         return None
     logical = {physical: column for column, physical in physical_names.items()}
@@ -102,3 +97,36 @@ def physical_columns(
         logical.get(str(name), str(name)): duckdb_type_of(table, str(name), str(pg_type))
         for name, pg_type in rows
     }
+
+
+def physical_table_name(conn: PgConnection, table: str) -> str:
+    """``table``'s name in PostgreSQL: the catalog's for a registered table, else its own."""
+    if missing_tables(conn, [TABLES_TABLE]):
+        return table
+    row = conn.execute(f"SELECT physical_name FROM {TABLES_TABLE} WHERE table_name = %s", [table]).fetchone()
+    return str(row[0]) if row and row[0] else table
+
+
+def logical_columns(conn: PgConnection, table: str) -> dict[str, str]:
+    """Column -> PostgreSQL type of ``table``, in table order, under the catalog's column names."""
+    physical = physical_table_name(conn, table)
+    names: dict[str, str] = {}
+    if not missing_tables(conn, [COLUMNS_TABLE]):
+        names = {
+            str(p): str(c)
+            for c, p in conn.execute(
+                f"SELECT column_name, physical_name FROM {COLUMNS_TABLE} WHERE table_name = %s", [table]
+            ).fetchall()
+            if p
+        }
+    return {names.get(name, name): pg_type for name, pg_type in _attributes(conn, physical)}
+
+
+def _attributes(conn: PgConnection, physical_table: str) -> list[tuple[str, str]]:
+    """(name, PostgreSQL type) of the table's columns in table order; none when there is no such table."""
+    rows = conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = to_regclass(quote_ident(%s)) AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        [physical_table],
+    ).fetchall()
+    return [(str(name), str(pg_type)) for name, pg_type in rows]

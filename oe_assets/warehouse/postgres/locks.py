@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from oe_assets.warehouse.postgres.connect import PgConnection, PostgresWarehouseError
 
 DDL_LOCK = "oe_assets.ddl"
+WHOLE = "all"
+"""The partition key of a write that replaces a whole table or family."""
 POLL_SECONDS = 0.1
 
 

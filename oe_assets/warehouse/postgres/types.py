@@ -78,6 +78,9 @@ def column_transfer(table: str, name: str, physical_name: str, duckdb_type: str)
 
 _DUCKDB_OF_POSTGRES = {
     "text": "VARCHAR",
+    "character varying": "VARCHAR",
+    "json": "VARCHAR",
+    "jsonb": "VARCHAR",
     "boolean": "BOOLEAN",
     "smallint": "SMALLINT",
     "integer": "INTEGER",

@@ -1,0 +1,71 @@
+"""Rows of a PostgreSQL query into a DuckDB table, in bulk: for work whose SQL is DuckDB's.
+
+Some steps compute in DuckDB what they then write (JSON paths in documents, list functions,
+polars frames). On a PostgreSQL warehouse they read their inputs with :func:`pull`: PostgreSQL
+writes the query's rows with ``COPY ... TO STDOUT`` as CSV, DuckDB reads the CSV with the types
+the columns have in PostgreSQL (read back as DuckDB types), never a row at a time. NULL and the
+empty string stay apart (an unquoted empty field is NULL, a quoted one an empty string).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import duckdb
+from psycopg import sql
+
+from oe_assets.warehouse.postgres.connect import PgConnection
+from oe_assets.warehouse.postgres.types import duckdb_type_of
+from oe_assets.warehouse.sql import quote_ident, quote_literal
+
+
+def pull(
+    pg: PgConnection, query: str, params: list[object], scratch: duckdb.DuckDBPyConnection, table: str
+) -> int:
+    """Creates (or replaces) ``table`` in ``scratch`` with the rows of PostgreSQL's ``query``
+    (``%s`` placeholders bound to ``params``); returns the rows pulled."""
+    bound = _bind(query, params)
+    columns = _columns(pg, query, params)
+    with tempfile.TemporaryDirectory(prefix="oe_pull_") as folder:
+        csv = Path(folder) / "rows.csv"
+        statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(bound)
+        with csv.open("wb") as out, pg.cursor() as cursor, cursor.copy(statement) as copy:
+            for chunk in copy:
+                out.write(chunk)
+        types = (
+            "{" + ", ".join(f"{quote_literal(name)}: {quote_literal(dtype)}" for name, dtype in columns) + "}"
+        )
+        scratch.execute(
+            f"CREATE OR REPLACE TABLE {quote_ident(table)} AS SELECT * FROM read_csv({quote_literal(str(csv))}, "
+            f"header = false, columns = {types}, allow_quoted_nulls = false, auto_detect = false)"
+        )
+    counted = scratch.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()
+    return int(counted[0]) if counted else 0
+
+
+def _columns(pg: PgConnection, query: str, params: list[object]) -> list[tuple[str, str]]:
+    """The query's columns as (name, DuckDB type), from PostgreSQL's description of it."""
+    with pg.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM ({query}) q LIMIT 0", params)
+        assert cursor.description is not None
+        names = [d.name for d in cursor.description]
+        oids = [d.type_code for d in cursor.description]
+    typed = pg.execute(
+        "SELECT oid, format_type(oid, NULL) FROM pg_type WHERE oid = ANY(%s)", [oids]
+    ).fetchall()
+    type_of = {int(str(oid)): str(name) for oid, name in typed}
+    return [
+        (name, duckdb_type_of("query", name, type_of[oid])) for name, oid in zip(names, oids, strict=True)
+    ]
+
+
+def _bind(query: str, params: list[object]) -> sql.Composable:
+    """``query`` with its parameters as literals (``COPY`` takes no parameters)."""
+    parts = query.split("%s")
+    if len(parts) != len(params) + 1:
+        raise ValueError(f"the query has {len(parts) - 1} placeholders for {len(params)} parameters")
+    pieces: list[sql.Composable] = [sql.SQL(parts[0])]
+    for value, rest in zip(params, parts[1:], strict=True):
+        pieces += [sql.Literal(value), sql.SQL(rest)]
+    return sql.Composed(pieces)
