@@ -127,13 +127,17 @@ class WarehouseResource(DuckDBResource):
 
     @property
     def on_postgres(self) -> bool:
-        return isinstance(settings.parse_warehouse(self.database), PostgresUrl)
+        return isinstance(settings.parse_warehouse(self._database()), PostgresUrl)
+
+    def _database(self) -> str:
+        return _resolved(self.database)
 
     def postgres_target(self) -> PostgresUrl:
-        target = settings.parse_warehouse(self.database)
+        target = settings.parse_warehouse(self._database())
         if not isinstance(target, PostgresUrl):
             raise settings.SettingsError(f"{settings.WAREHOUSE} is a DuckDB file, not a PostgreSQL database")
-        return replace(target, password=Secret(self.postgres_password)) if self.postgres_password else target
+        password = _resolved(self.postgres_password)
+        return replace(target, password=Secret(password)) if password else target
 
     def exports_folder(self) -> Path:
         """Where the exports go: beside this warehouse unless set, so a test's warehouse or a second
@@ -163,6 +167,12 @@ class WarehouseResource(DuckDBResource):
             self.postgres_target(), settings.WAREHOUSE, work="write", oldest=OLDEST_SERVER
         ) as conn:
             yield conn
+
+
+def _resolved(value: str) -> str:
+    """A field's value, also in a resource not yet resolved (the field an ``EnvVar``, as the
+    definitions hold it before a run starts)."""
+    return (value.get_value() or "") if isinstance(value, dg.EnvVar) else value
 
 
 def warehouse_resource(config: settings.Settings) -> WarehouseResource:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -14,7 +16,9 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from oe_assets.orchestration.resources import WarehouseResource
 from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
+from oe_assets.warehouse.postgres.locks import WHOLE, partition_locks
 
 if TYPE_CHECKING:
     from dagster._utils.error import SerializableErrorInfo
@@ -118,9 +122,22 @@ def run_whole_graph(
     # our checks (a check sees the graph as this run left it). The turn is a lock of its own, not
     # the warehouse's: the warehouse is locked only while a step has it open, never while the
     # API is read, so other processes (readers, `oe-assets prune`) get it in between.
-    with exclusive_file_lock(graph_lock_path(_warehouse_path(defs))):
+    with _graph_turn(defs):
         _run_catalog_then_contexts(defs, start, end, instance, report)
     return report
+
+
+@contextmanager
+def _graph_turn(defs: dg.Definitions) -> Iterator[None]:
+    """A whole-graph run's turn: a lock file beside a DuckDB warehouse, an advisory lock in a
+    PostgreSQL one (runs on other machines take turns too)."""
+    warehouse = (defs.resources or {}).get("warehouse")
+    if isinstance(warehouse, WarehouseResource) and warehouse.on_postgres:
+        with warehouse.postgres() as pg, partition_locks(pg, "whole_graph", [WHOLE], timeout_seconds=3600):
+            yield
+        return
+    with exclusive_file_lock(graph_lock_path(_warehouse_path(defs))):
+        yield
 
 
 def graph_lock_path(database: str) -> Path:

@@ -7,7 +7,13 @@ itself with SIGKILL there, with the write's transaction open, exactly as an oper
 or the OOM killer would.
 
 ``OE_ASSETS_CRASH_AT=<point>`` kills the first time the point is reached, ``<point>#<n>`` the n-th
-(e.g. the second day of a range run, after the first day committed).
+(e.g. the second day of a range run, after the first day committed). ``OE_ASSETS_PAUSE_AT=<point>``
+instead holds the process there for ``OE_ASSETS_PAUSE_SECONDS`` (its transaction and locks open),
+so that a test can show what other runs do meanwhile.
+
+The points exist on both warehouses: on PostgreSQL, a family's write reaches ``after_delete`` once
+the partition's previous rows are deleted in the publishing transaction, and ``after_first_batch``
+once the first table's new rows are copied in.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import functools
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -24,7 +31,10 @@ from typing import Any
 import duckdb
 
 CRASH_AT_ENV = "OE_ASSETS_CRASH_AT"
+PAUSE_AT_ENV = "OE_ASSETS_PAUSE_AT"
+PAUSE_SECONDS_ENV = "OE_ASSETS_PAUSE_SECONDS"
 MARKER = "oe-assets crash point reached:"
+PAUSE_MARKER = "oe-assets pause point reached:"
 
 RAW_BEFORE_COMMIT = "raw_process_contexts.before_commit"
 RAW_MID_STAGE = "raw_process_contexts.mid_stage"
@@ -45,32 +55,44 @@ def after_first_batch(family: str) -> str:
 class _Point:
     """One named point and how often it was reached."""
 
-    def __init__(self, wanted: str) -> None:
+    def __init__(self, wanted: str, pause_seconds: float | None = None) -> None:
         self.name, _, nth = wanted.partition("#")
         self.wanted = wanted
         self.nth = int(nth) if nth.isdigit() else 1
         self.reached = 0
+        self.pause_seconds = pause_seconds
 
     def reach(self, name: str) -> None:
         if name != self.name:
             return
         self.reached += 1
-        if self.reached >= self.nth:
-            sys.stderr.write(f"{MARKER} {self.wanted}\n")
+        if self.reached != self.nth:
+            return
+        if self.pause_seconds is not None:
+            sys.stderr.write(f"{PAUSE_MARKER} {self.wanted}\n")
             sys.stderr.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(self.pause_seconds)
+            return
+        sys.stderr.write(f"{MARKER} {self.wanted}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def install_from_env() -> None:
     """Wraps the functions around the point ``OE_ASSETS_CRASH_AT`` names (nothing when unset)."""
-    wanted = os.environ.get(CRASH_AT_ENV)
-    if not wanted:
+    crash, pause = os.environ.get(CRASH_AT_ENV), os.environ.get(PAUSE_AT_ENV)
+    if not crash and not pause:
         return
     from oe_assets.landing import raw_contexts, stage
     from oe_assets.process_mining import event_log
     from oe_assets.warehouse import writer
 
-    point = _Point(wanted)
+    if crash:
+        point = _Point(crash)
+    else:
+        assert pause is not None
+        point = _Point(pause, float(os.environ.get(PAUSE_SECONDS_ENV, "20")))
+    _postgres_points(point)
     add_page = stage._StageWriter.add_page
 
     @functools.wraps(add_page)
@@ -97,6 +119,31 @@ def install_from_env() -> None:
 
     family_writer._write_batch = crashing_write_batch  # type: ignore[method-assign]
     family_writer._delete_previous = crashing_delete_previous  # type: ignore[method-assign]
+
+
+def _postgres_points(point: _Point) -> None:
+    """The family's points in PostgreSQL's publishing transaction (see the module's doc)."""
+    from oe_assets.warehouse.postgres import family
+
+    delete_previous, copy_rows = family._delete_previous, family._copy_rows
+
+    @functools.wraps(delete_previous)
+    def crashing_delete_previous(pg: Any, catalog: Any, partition: Any) -> dict[str, int]:
+        deleted = delete_previous(pg, catalog, partition)
+        point.reach(after_delete(partition.family.root_table))
+        return deleted
+
+    copied_first: set[int] = set()
+
+    @functools.wraps(copy_rows)
+    def crashing_copy_rows(scratch: Any, pg: Any, catalog: Any, table: Any, plan: Any) -> None:
+        copy_rows(scratch, pg, catalog, table, plan)
+        if table.rows and id(catalog) not in copied_first:
+            copied_first.add(id(catalog))
+            point.reach(after_first_batch(table.name))  # the family's root table comes first
+
+    family._delete_previous = crashing_delete_previous  # type: ignore[assignment]
+    family._copy_rows = crashing_copy_rows  # type: ignore[assignment]
 
 
 def _before_commit(module: ModuleType, name: str, point: _Point) -> None:

@@ -75,7 +75,7 @@ def api_resource(server: SimulatorServer, **overrides: Any) -> OeApiResource:
     return OeApiResource(**values)
 
 
-def resources_for(server: SimulatorServer, warehouse: Path, **api: Any) -> dict[str, Any]:
+def resources_for(server: SimulatorServer, warehouse: Path | str, **api: Any) -> dict[str, Any]:
     return {"oe_api": api_resource(server, **api), "warehouse": WarehouseResource(database=str(warehouse))}
 
 
@@ -345,8 +345,9 @@ def landed_documents(path: Path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------ subprocesses
-def subprocess_env(server: SimulatorServer, warehouse: Path, home: Path, **extra: str) -> dict[str, str]:
-    """The environment of a pipeline process pointed at ``server`` (no OE_* variable inherited)."""
+def subprocess_env(server: SimulatorServer, warehouse: Path | str, home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a pipeline process pointed at ``server`` (no OE_* variable inherited);
+    ``warehouse``: a DuckDB file, or a PostgreSQL URL (its password in ``extra``'s PGPASSWORD)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OE_")}
     env.update(
         DAGSTER_HOME=str(home),

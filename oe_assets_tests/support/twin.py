@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import math
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import psycopg
 
+from oe_assets.warehouse.postgres.pull import pull
 from oe_assets.warehouse.sql import quote_ident
 from oe_assets_tests.support.postgres import PostgresServer
 
@@ -82,3 +84,31 @@ def differing_tables(
                 f"{len(left)} vs {len(right)} rows; DuckDB only {only_duck}; PostgreSQL only {only_pg}"
             )
     return differing
+
+
+def postgres_as_duckdb(pg: psycopg.Connection[Any], path: Path) -> Path:
+    """Every table of the PostgreSQL warehouse into a new DuckDB file under the model's table and
+    column names: the DuckDB-based checks of the tests (``compare_with_simulator``, snapshots) then
+    read what PostgreSQL holds."""
+    path.unlink(missing_ok=True)
+    tables = [
+        str(t)
+        for (t,) in pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    ]
+    logical = (
+        {str(p): str(t) for t, p in pg.execute("SELECT table_name, physical_name FROM _oe_tables").fetchall()}
+        if "_oe_tables" in tables
+        else {}
+    )
+    with duckdb.connect(str(path)) as scratch:
+        for physical in tables:
+            table = logical.get(physical, physical)
+            _, columns = physical_names(pg, table)
+            cursor = pg.execute(f"SELECT * FROM {quote_ident(physical)} LIMIT 0")
+            assert cursor.description is not None
+            select = ", ".join(
+                f"{quote_ident(d.name)} AS {quote_ident(columns.get(d.name, d.name))}"
+                for d in cursor.description
+            )
+            pull(pg, f"SELECT {select} FROM {quote_ident(physical)}", [], scratch, table)
+    return path
