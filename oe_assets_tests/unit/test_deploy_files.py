@@ -294,14 +294,24 @@ def _compose_volume_key(name: str) -> str:
     return next(key for key, v in _compose()["volumes"].items() if v and v.get("name") == name)
 
 
-def test_the_warehouse_default_is_on_the_mounted_volume() -> None:
+def test_the_warehouse_is_the_compose_servers_database_and_the_exports_are_on_the_volume() -> None:
+    shared, database = _compose()[SHARED_ENV], _service("postgresql")
+    warehouse = settings.parse_warehouse(_default(shared[settings.WAREHOUSE]))
+    assert isinstance(warehouse, settings.PostgresUrl)
+    assert (warehouse.host, str(warehouse.port)) == (
+        _default(shared["DAGSTER_POSTGRES_HOST"]), _default(shared["DAGSTER_POSTGRES_PORT"]),
+    )  # fmt: skip
+    assert warehouse.user == _default(shared["DAGSTER_POSTGRES_USER"])
+    init = DEPLOY / "postgres-init"
+    assert f"./{init.name}:/docker-entrypoint-initdb.d:ro" in database["volumes"]
+    created = re.findall(r"CREATE DATABASE (\w+);", "".join(p.read_text() for p in init.glob("*.sql")))
+    assert created == [warehouse.database]
     mount = _launcher_config()["container_kwargs"]["volumes"][0].split(":")[1]
-    warehouse = _default(_compose()[SHARED_ENV][settings.WAREHOUSE])
-    assert str(PurePosixPath(warehouse).parent) == mount
+    assert str(PurePosixPath(_default(shared[settings.EXPORT_DIR])).parent) == mount
 
 
 def test_every_variable_oe_assets_reads_reaches_the_code_server_the_daemon_and_the_runs() -> None:
-    names = _setting_names() | _postgres_names()
+    names = _setting_names() | _postgres_names() | {settings.PGPASSWORD}
     assert {settings.WAREHOUSE, settings.CLIENT_SECRET, "CELONIS_URL", PASSWORD} <= names
     assert names <= set(_launcher_config()["env_vars"])
     assert names <= set(_compose()[SHARED_ENV])
@@ -344,10 +354,11 @@ def test_no_password_or_secret_value_is_written() -> None:
     required = re.compile(rf"\$\{{{PASSWORD}:\?[^}}]+\}}")
     assert required.fullmatch(shared[PASSWORD])
     assert required.fullmatch(database["POSTGRES_PASSWORD"])
+    assert re.fullmatch(rf"\$\{{{settings.PGPASSWORD}:\?[^}}]+\}}", shared[settings.PGPASSWORD])
     for name in SECRETS:
         assert shared[name] == f"${{{name}:-}}", name
     assert _team_instance()["storage"]["postgres"]["postgres_db"]["password"] == {"env": PASSWORD}
-    assert not set(_image_env()) & {PASSWORD, *SECRETS}
+    assert not set(_image_env()) & {PASSWORD, settings.PGPASSWORD, *SECRETS}
 
 
 # --- the team instance is Dagster's ---------------------------------------------------------------
@@ -371,7 +382,16 @@ def test_the_team_instance_is_a_valid_dagster_instance_config(tmp_path: Path) ->
     assert docker.networks == [launcher["config"]["network"]]
 
 
-@pytest.mark.parametrize("block", ["concurrency", "run_monitoring"])
-def test_pools_and_run_monitoring_are_the_one_machine_instances(block: str) -> None:
+def test_run_monitoring_is_the_one_machine_instances() -> None:
     one_machine = _yaml(ROOT / "oe_assets" / "orchestration" / "dagster_instance.yaml")
-    assert _team_instance()[block] == one_machine[block]
+    assert _team_instance()["run_monitoring"] == one_machine["run_monitoring"]
+
+
+def test_pools_let_the_postgresql_warehouse_take_parallel_runs_and_duckdb_one() -> None:
+    """Warehouse ops share one pool: 1 on one machine (a DuckDB file has one writer), as many as the
+    runs allowed at once for the team (PostgreSQL takes parallel writers)."""
+    one_machine = _yaml(ROOT / "oe_assets" / "orchestration" / "dagster_instance.yaml")["concurrency"]
+    team = _team_instance()["concurrency"]
+    assert one_machine["pools"] == {"default_limit": 1, "granularity": "run"}
+    assert team["pools"]["granularity"] == "run"
+    assert team["pools"]["default_limit"] == team["runs"]["max_concurrent_runs"] > 1
