@@ -151,14 +151,20 @@ def commit_stage(
     return report
 
 
+def latest_staged(contexts_file: str) -> str:
+    """DuckDB's query of the staged rows in ``contexts_file`` (SQL: a parameter or a literal), one
+    per process id: the newest ``updatedAt`` wins, then the smallest hash (whatever the order the
+    pages came in). The PostgreSQL landing runs the same query to fill its stage."""
+    return f"""SELECT * FROM read_parquet({contexts_file})
+           QUALIFY row_number() OVER (
+               PARTITION BY process_id ORDER BY updated_at DESC NULLS LAST, document_sha256) = 1"""
+
+
 def _load_latest(conn: duckdb.DuckDBPyConnection, stage: ContextStage) -> int:
     """The stage, one row per process id (newest ``updatedAt`` wins), as ``_oe_stage_latest``;
     returns how many repeated rows were merged."""
     conn.execute(
-        """CREATE OR REPLACE TEMP TABLE _oe_stage_latest AS
-           SELECT * FROM read_parquet(?)
-           QUALIFY row_number() OVER (
-               PARTITION BY process_id ORDER BY updated_at DESC NULLS LAST, document_sha256) = 1""",
+        f"CREATE OR REPLACE TEMP TABLE _oe_stage_latest AS {latest_staged('?')}",
         [str(stage.contexts_file)],
     )
     row = conn.execute("SELECT count(*) FROM _oe_stage_latest").fetchone()
