@@ -20,8 +20,9 @@ from oe_assets.warehouse import transaction
 
 RAW_TEMPLATES = "raw_execution_templates"
 RAW_ACCOUNTS = "raw_accounts"
+CATALOG_STAGE = "_oe_stage_catalog"
 
-_CATALOG_DDL = """
+CATALOG_DDL = """
 CREATE TABLE IF NOT EXISTS {table} (
     id VARCHAR NOT NULL PRIMARY KEY,
     tenant VARCHAR,
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 )
 """
 
-_STAGE_SCHEMA = pa.schema(
+CATALOG_STAGE_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
         ("tenant", pa.string()),
@@ -66,43 +67,52 @@ def land_catalog(
     """Upsert the listed documents by `id`, each as the API's text, in one transaction; what has
     no id, and the list's elements that are no records, go to the quarantine with their text."""
     report = CatalogLandingReport(table=table)
-    rows = _catalog_rows(page, report)
-    staged = pa.Table.from_pylist(rows, schema=_STAGE_SCHEMA)
+    rows = catalog_rows(page, report)
+    staged = pa.Table.from_pylist(rows, schema=CATALOG_STAGE_SCHEMA)
     with transaction(conn):
-        conn.execute(_CATALOG_DDL.format(table=table))
+        conn.execute(CATALOG_DDL.format(table=table))
         conn.execute(QUARANTINE_DDL)
-        conn.register("_oe_stage_catalog", staged)
-        conn.execute(
-            f"""MERGE INTO {table} AS t USING _oe_stage_catalog AS s ON t.id = s.id
-                WHEN MATCHED THEN UPDATE SET tenant = s.tenant, name = s.name, state = s.state,
-                    document = s.document, document_sha256 = s.document_sha256,
-                    last_seen_at = $loaded_at, present_in_api = true
-                WHEN NOT MATCHED THEN INSERT (id, tenant, name, state, document, document_sha256,
-                    first_seen_at, last_seen_at, present_in_api)
-                VALUES (s.id, s.tenant, s.name, s.state, s.document, s.document_sha256,
-                    $loaded_at, $loaded_at, true)""",
-            {"loaded_at": loaded_at},
-        )
-        conn.execute(
-            f"UPDATE {table} SET present_in_api = false WHERE id NOT IN (SELECT id FROM _oe_stage_catalog)"
-        )
-        conn.unregister("_oe_stage_catalog")
+        conn.register(CATALOG_STAGE, staged)
+        conn.execute(catalog_merge_sql(table, "$loaded_at"), {"loaded_at": loaded_at})
+        conn.execute(catalog_unlisted_sql(table))
+        conn.unregister(CATALOG_STAGE)
         conn.execute(f"DELETE FROM {QUARANTINE} WHERE family = ?", [table])
         if report.quarantined:
             conn.executemany(
                 f"INSERT INTO {QUARANTINE} VALUES (?, 'all', ?, ?, ?, ?)",
                 [[table, key, reason, document, loaded_at] for key, reason, document in report.quarantined],
             )
-        total, gone = conn.execute(
-            f"SELECT count(*), count(*) FILTER (WHERE NOT present_in_api) FROM {table}"
-        ).fetchone() or (0, 0)
+        total, gone = conn.execute(catalog_counts_sql(table)).fetchone() or (0, 0)
     report.rows_in_api = len(rows)
     report.rows_total = int(total)
     report.no_longer_in_api = int(gone)
     return report
 
 
-def _catalog_rows(page: Page, report: CatalogLandingReport) -> list[dict[str, object]]:
+def catalog_merge_sql(table: str, loaded_at: str) -> str:
+    """The upsert of the stage ``_oe_stage_catalog`` into ``table``, the same SQL for DuckDB and
+    PostgreSQL (``loaded_at``: the placeholder of the landing's time in the engine's style)."""
+    return f"""MERGE INTO {table} AS t USING {CATALOG_STAGE} AS s ON t.id = s.id
+                WHEN MATCHED THEN UPDATE SET tenant = s.tenant, name = s.name, state = s.state,
+                    document = s.document, document_sha256 = s.document_sha256,
+                    last_seen_at = {loaded_at}, present_in_api = true
+                WHEN NOT MATCHED THEN INSERT (id, tenant, name, state, document, document_sha256,
+                    first_seen_at, last_seen_at, present_in_api)
+                VALUES (s.id, s.tenant, s.name, s.state, s.document, s.document_sha256,
+                    {loaded_at}, {loaded_at}, true)"""
+
+
+def catalog_unlisted_sql(table: str) -> str:
+    """Marks the rows the stage does not list (kept: retained process contexts still need them)."""
+    return f"UPDATE {table} SET present_in_api = false WHERE id NOT IN (SELECT id FROM {CATALOG_STAGE})"
+
+
+def catalog_counts_sql(table: str) -> str:
+    """The table's rows, and those the API no longer lists."""
+    return f"SELECT count(*), count(*) FILTER (WHERE NOT present_in_api) FROM {table}"
+
+
+def catalog_rows(page: Page, report: CatalogLandingReport) -> list[dict[str, object]]:
     """Staging rows by id (the last version of an id wins); quarantines what cannot be one."""
     rows: dict[str, dict[str, object]] = {}
     for doc, text in zip(page, page.texts, strict=True):

@@ -5,16 +5,17 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import duckdb
 
 from oe_assets.client import OeClient, Page
 from oe_assets.config.settings import START_DATE
 from oe_assets.core.timestamps import utc_now
 from oe_assets.landing.outside_partitions import OutsidePartitions, count_outside_partitions
-from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, land_catalog
+from oe_assets.landing.raw_catalog import RAW_ACCOUNTS, RAW_TEMPLATES, CatalogLandingReport, land_catalog
+from oe_assets.landing.raw_catalog_pg import land_catalog_pg
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS, RawLandingReport, commit_stage
-from oe_assets.landing.stage import stage_process_contexts
-from oe_assets.orchestration.metadata import OWNERS, markdown_table, table_metadata
+from oe_assets.landing.raw_contexts_pg import commit_stage_pg
+from oe_assets.landing.stage import ContextStage, stage_process_contexts
+from oe_assets.orchestration.metadata import OWNERS, Warehouse, markdown_table, table_metadata
 from oe_assets.orchestration.partitions import CATALOG_REFRESH, CONTEXTS_REFRESH, REFRESH_TAG, partition_dates
 from oe_assets.orchestration.resources import DUCKDB_POOL, OeApiResource, WarehouseResource
 
@@ -23,10 +24,18 @@ OUTSIDE_CHECK = "no_contexts_outside_partitions"
 
 
 def stage_directory(warehouse: WarehouseResource) -> Path | None:
-    """Stages go beside the warehouse (its disk must hold the data anyway; /tmp may be RAM)."""
-    if warehouse.database == ":memory:":
+    """Stages go beside the warehouse (its disk must hold the data anyway; /tmp may be RAM).
+
+    A PostgreSQL warehouse is on its server, not on this machine: the stage goes where this
+    machine keeps the warehouse's other files, the folder holding the exports (``data/`` unless
+    ``OE_EXPORT_DIR`` says otherwise), for the same reason: a stage holds every context of the
+    days read, a backfill's many days too, and the system's temporary folder may be RAM."""
+    if warehouse.on_postgres:
+        directory = warehouse.exports_folder().resolve().parent
+    elif warehouse.database == ":memory:":
         return None
-    directory = Path(warehouse.database).resolve().parent
+    else:
+        directory = Path(warehouse.database).resolve().parent
     directory.mkdir(parents=True, exist_ok=True)
     return directory
 
@@ -58,7 +67,7 @@ def outside_check_result(outside: OutsidePartitions) -> dg.AssetCheckResult:
 
 
 def contexts_metadata(
-    conn: duckdb.DuckDBPyConnection,
+    conn: Warehouse,
     context: dg.AssetExecutionContext,
     report: RawLandingReport,
     outside: OutsidePartitions,
@@ -163,14 +172,10 @@ def raw_contexts_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
             template_ids = oe_api.template_ids_to_read(client)
             outside = count_outside_partitions(client, template_ids, first_partition, utc_now().date())
             # The API is read into the stage first; the warehouse is opened only once it is complete.
-            with (
-                stage_process_contexts(
-                    client, template_ids, days, directory=stage_directory(warehouse)
-                ) as stage,
-                warehouse.get_connection() as conn,
-            ):
-                report = commit_stage(conn, stage, utc_now())
-                meta = contexts_metadata(conn, context, report, outside)
+            with stage_process_contexts(
+                client, template_ids, days, directory=stage_directory(warehouse)
+            ) as stage:
+                report, meta = commit_contexts(warehouse, stage, context, outside)
         log_landing(context, report, outside)
         check = dg.AssetCheckKey(dg.AssetKey([RAW_CONTEXTS]), OUTSIDE_CHECK)
         selected = check in context.selected_asset_check_keys
@@ -181,6 +186,22 @@ def raw_contexts_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
         )
 
     return raw_process_contexts
+
+
+def commit_contexts(
+    warehouse: WarehouseResource,
+    stage: ContextStage,
+    context: dg.AssetExecutionContext,
+    outside: OutsidePartitions,
+) -> tuple[RawLandingReport, dict[str, Any]]:
+    """The stage committed to the warehouse, whichever it is; the report and the asset's metadata."""
+    if warehouse.on_postgres:
+        with warehouse.postgres() as pg:
+            report = commit_stage_pg(pg, stage, utc_now())
+            return report, contexts_metadata(pg, context, report, outside)
+    with warehouse.get_connection() as conn:
+        report = commit_stage(conn, stage, utc_now())
+        return report, contexts_metadata(conn, context, report, outside)
 
 
 RAW_CONTEXTS_DESCRIPTION = (
@@ -211,22 +232,28 @@ def catalog_asset(
         with oe_api.open_client() as client:
             documents = fetch(client, oe_api)
             pages, retries = client.stats.pages, client.stats.retries
-        with warehouse.get_connection() as conn:
-            report = land_catalog(conn, table, documents, utc_now())
-            meta = table_metadata(
-                conn,
-                table,
-                extra={
-                    "listed_by_api": dg.MetadataValue.int(report.rows_in_api),
-                    "no_longer_in_api": dg.MetadataValue.int(report.no_longer_in_api),
-                    "quarantined": dg.MetadataValue.int(len(report.quarantined)),
-                    "api_pages": dg.MetadataValue.int(pages),
-                    "api_retries": dg.MetadataValue.int(retries),
-                },
-            )
+        if warehouse.on_postgres:
+            with warehouse.postgres() as pg:
+                report = land_catalog_pg(pg, table, documents, utc_now())
+                meta = table_metadata(pg, table, extra=catalog_extra(report, pages, retries))
+        else:
+            with warehouse.get_connection() as conn:
+                report = land_catalog(conn, table, documents, utc_now())
+                meta = table_metadata(conn, table, extra=catalog_extra(report, pages, retries))
         return dg.MaterializeResult(metadata=meta)
 
     return catalog
+
+
+def catalog_extra(report: CatalogLandingReport, pages: int, retries: int) -> dict[str, Any]:
+    """What a catalog asset reports beyond the table's standard metadata."""
+    return {
+        "listed_by_api": dg.MetadataValue.int(report.rows_in_api),
+        "no_longer_in_api": dg.MetadataValue.int(report.no_longer_in_api),
+        "quarantined": dg.MetadataValue.int(len(report.quarantined)),
+        "api_pages": dg.MetadataValue.int(pages),
+        "api_retries": dg.MetadataValue.int(retries),
+    }
 
 
 def _templates(client: OeClient, oe_api: OeApiResource) -> Page:
