@@ -1,17 +1,21 @@
 """The process-mining exports as assets: OCEL 2.0 (JSON and SQLite) and XES files under OE_EXPORT_DIR.
 
 They follow the activity log (same daily partitions, refreshed with the contexts), but a file is
-the whole warehouse, so each run rewrites it whole; the core is :mod:`oe_assets.exports`.
+the whole warehouse, so each run rewrites it whole; the core is :mod:`oe_assets.exports`. On a
+PostgreSQL warehouse what they read is pulled into a DuckDB scratch first
+(:mod:`oe_assets.exports.source_pg`), so the files are the bytes a DuckDB warehouse gives.
 """
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from oe_assets.defs.process_mining.assets import _partitioned_asset
 from oe_assets.exports.ocel import ExportReport, write_ocel
-from oe_assets.exports.ocel_model import build_ocel
+from oe_assets.exports.ocel_model import OcelData, build_ocel
 from oe_assets.exports.source import MissingTablesError
+from oe_assets.exports.source_pg import build_ocel_pg, export_xes_pg
 from oe_assets.exports.xes import export_xes
 from oe_assets.orchestration.metadata import markdown_table
 from oe_assets.orchestration.resources import WarehouseResource
@@ -55,6 +59,24 @@ def _nothing_yet(context: dg.AssetExecutionContext, missing: MissingTablesError)
     )
 
 
+def _ocel_data(warehouse: WarehouseResource) -> OcelData:
+    """The OCEL 2.0 content of the warehouse, whichever kind it is."""
+    if warehouse.on_postgres:
+        with warehouse.postgres() as pg:
+            return build_ocel_pg(pg)
+    with warehouse.get_connection() as conn:
+        return build_ocel(conn)
+
+
+def _xes_file(warehouse: WarehouseResource, path: Path) -> ExportReport:
+    """The activity log written as XES to ``path``, whichever kind of warehouse it is."""
+    if warehouse.on_postgres:
+        with warehouse.postgres() as pg:
+            return export_xes_pg(pg, path)
+    with warehouse.get_connection() as conn:
+        return export_xes(conn, path)
+
+
 def report_metadata(reports: list[ExportReport]) -> dict[str, Any]:
     """What a user checks after a run: where the files are, how much went in, what could not."""
     first = reports[0]
@@ -79,11 +101,10 @@ def ocel_export_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefi
     )
     def ocel_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         folder = warehouse.exports_folder()
-        with warehouse.get_connection() as conn:
-            try:
-                data = build_ocel(conn)
-            except MissingTablesError as missing:
-                return _nothing_yet(context, missing)
+        try:
+            data = _ocel_data(warehouse)
+        except MissingTablesError as missing:
+            return _nothing_yet(context, missing)
         reports = [
             write_ocel(data, folder / name, "json" if name.endswith("ocel") else "sqlite")
             for name in OCEL_FILES
@@ -96,11 +117,10 @@ def ocel_export_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefi
 def xes_export_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
     @_partitioned_asset(partitions, XES_EXPORT, _deps(), XES_DESCRIPTION, kinds=frozenset({"duckdb", "xml"}))
     def xes_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        with warehouse.get_connection() as conn:
-            try:
-                report = export_xes(conn, warehouse.exports_folder() / XES_FILE)
-            except MissingTablesError as missing:
-                return _nothing_yet(context, missing)
+        try:
+            report = _xes_file(warehouse, warehouse.exports_folder() / XES_FILE)
+        except MissingTablesError as missing:
+            return _nothing_yet(context, missing)
         return dg.MaterializeResult(metadata=report_metadata([report]))
 
     return xes_export
