@@ -503,6 +503,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         skip_push=args.skip_push,
         skip_exports=args.skip_exports,
         copy_to=args.copy_to,
+        warehouse=args.warehouse,
         incremental_contexts_per_day=args.api_contexts_per_day,
         extraction_contexts_per_day=args.api_contexts_per_day,
         repeat=args.repeat,
@@ -710,6 +711,14 @@ def _add_bench(sub: _Commands) -> None:
         default=None,
         metavar="URL",
         help="also time `oe-assets warehouse copy` of the comparison size into this PostgreSQL database",
+    )
+    bench.add_argument(
+        "--warehouse",
+        type=_postgres_option("--warehouse"),
+        default=None,
+        metavar="URL",
+        help="also load the comparison size into a PostgreSQL warehouse in this database (schema "
+        "oe_bench_load): one run, then daily runs 1, 2 and 4 at a time",
     )
     bench.set_defaults(func=cmd_bench)
 

@@ -8,8 +8,10 @@ For each size N (``--contexts`` and every ``--scale`` size):
    ``--dlt-max-contexts`` and unless ``--skip-dlt``,
 4. the rows of every table of both warehouses are counted and matched by JSON path,
 5. at the comparison size, ``oe_assets.bench.postgres_copy`` copies our warehouse into PostgreSQL
-   (with ``--copy-to URL``), and ``oe_assets.bench.celonis_push`` pushes it into the Celonis
-   stand-in (unless ``--skip-push``).
+   (with ``--copy-to URL``), ``oe_assets.bench.postgres_load`` loads the same file into a
+   PostgreSQL warehouse (with ``--warehouse URL``: one run over every day, then one run per day
+   with 1, 2 and 4 runs at a time), and ``oe_assets.bench.celonis_push`` pushes it into the
+   Celonis stand-in (unless ``--skip-push``).
 
 Then the incremental and extraction measurements run against simulators served by this process.
 Everything is written as JSON (``--out``); :mod:`oe_assets.bench.report` judges the targets and
@@ -34,6 +36,7 @@ from oe_assets.bench.counts import compare, count_dlt, count_ours
 from oe_assets.bench.dlt_peer import DATASET, INSTALL_HINT, dlt_available
 from oe_assets.bench.generate import DEFAULT_START
 from oe_assets.bench.measure import Measured, run_measured
+from oe_assets.bench.ours import iter_day_chunks
 from oe_assets.bench.report import evaluate_targets, format_report, megabytes
 from oe_assets.config import settings
 from oe_assets.warehouse.postgres.url import PostgresUrl
@@ -86,6 +89,8 @@ class BenchConfig:
     """do not time the OCEL 2.0 and XES exports of the comparison size (``oe_assets.bench.exports``)"""
     copy_to: PostgresUrl | None = None
     """also copy the comparison size's warehouse into this PostgreSQL database (``oe_assets.bench.postgres_copy``)"""
+    warehouse: PostgresUrl | None = None
+    """also load the comparison size into a PostgreSQL warehouse in this database (``oe_assets.bench.postgres_load``)"""
 
 
 Echo = Callable[[str], None]
@@ -272,6 +277,52 @@ def _run_postgres_copy(
     return _against_ours(copy, copy["seconds_copy"], measured, result)
 
 
+PARALLEL_RUNS = (1, 2, 4)
+
+
+def _run_postgres_load(
+    target: PostgresUrl, jsonl: Path, work: Path, n: int, result: dict[str, Any], ours: Measured, echo: Echo
+) -> dict[str, Any]:
+    """The comparison set into a PostgreSQL warehouse: one run over every day, then one run per
+    day, 1, 2 and 4 at a time; each against our DuckDB load of the same file. The password
+    travels in the children's environment, never on their command lines."""
+    env = {**os.environ, "PGPASSWORD": target.password.reveal()} if target.password else None
+    day_files = split_by_day(jsonl, _empty_dir(work / "days"))
+    figures: dict[str, Any] = {"target": target.shown, "days": len(day_files)}
+    runs = {"single_run": (1, [jsonl]), **{f"daily_runs_{p}_at_once": (p, day_files) for p in PARALLEL_RUNS}}
+    for name, (parallel, files) in runs.items():
+        echo(
+            f"[{n:,}] PostgreSQL warehouse, {name.replace('_', ' ')}: {len(files)} run(s) into {target.shown} ..."
+        )
+        measured = _run_module(
+            "the PostgreSQL load", "postgres_load",
+            *("--to", target.shown, "--parallel", str(parallel), *map(str, files)), env=env,
+        )  # fmt: skip
+        load = _with_peak_rss(measured)
+        load["rows_equal_to_ours"] = _nonzero(load.pop("rows_per_table")) == _nonzero(
+            ours.summary["rows_per_table"]
+        )
+        figures[name] = _against_ours(load, load["seconds"], measured, result)
+        echo(f"[{n:,}]   {load['seconds']:,.1f} s, {figures[name]['ratio_to_ours']}x ours on DuckDB")
+    return figures
+
+
+def _nonzero(rows: dict[str, int]) -> dict[str, int]:
+    return {table: n for table, n in rows.items() if n}
+
+
+def split_by_day(jsonl: Path, folder: Path) -> list[Path]:
+    """The file's lines, one file per creation day (what one day's run reads)."""
+    files = []
+    for day, chunks in iter_day_chunks(jsonl):
+        path = folder / f"{day.isoformat()}.jsonl"
+        with path.open("wb") as out:
+            for chunk in chunks:
+                out.writelines(line if line.endswith(b"\n") else line + b"\n" for line in chunk)
+        files.append(path)
+    return files
+
+
 def _against_ours(
     figures: dict[str, Any], seconds: float, measured: Measured, result: dict[str, Any]
 ) -> dict[str, Any]:
@@ -325,7 +376,7 @@ def _ratios(result: dict[str, Any]) -> dict[str, float]:
     }
 
 
-EXTRAS = ("probe", "writer_alone", "exports", "postgres_copy", "push")
+EXTRAS = ("probe", "writer_alone", "exports", "postgres_copy", "postgres_warehouse", "push")
 """What the comparison size adds to the loaders: the DuckDB-only probe, our writer alone, the
 process-mining exports, the copy into PostgreSQL and the Celonis push (each in its own process)."""
 
@@ -354,6 +405,11 @@ def run_size(
     result["postgres_copy"] = (
         _run_postgres_copy(config.copy_to, work, n, result, echo)
         if "postgres_copy" in extras and config.copy_to
+        else None
+    )
+    result["postgres_warehouse"] = (
+        _run_postgres_load(config.warehouse, jsonl, work, n, result, ours, echo)
+        if "postgres_warehouse" in extras and config.warehouse
         else None
     )
     # last: the push adds the ledger's tables to our warehouse
@@ -470,6 +526,7 @@ def _report_head(config: BenchConfig, have_dlt: bool) -> dict[str, Any]:
             "skip_dlt": config.skip_dlt,
             "skip_push": config.skip_push,
             "copy_to": config.copy_to.shown if config.copy_to else None,
+            "warehouse": config.warehouse.shown if config.warehouse else None,
             "seed": config.seed,
             "days": config.days,
             "repeat": config.repeat,
@@ -483,6 +540,7 @@ def _extras(config: BenchConfig) -> list[str]:
         "writer_alone": config.writer_alone,
         "exports": not config.skip_exports,
         "postgres_copy": config.copy_to is not None,
+        "postgres_warehouse": config.warehouse is not None,
         "push": not config.skip_push,
     }
     return [extra for extra in EXTRAS if wanted[extra]]

@@ -14,6 +14,7 @@ from oe_assets.core.timestamps import utc_now
 from oe_assets.flatten import LOADED_AT, FlatBatch, Flattener, SchemaRegistry, TableFamily
 from oe_assets.flatten.process import flatten_timed
 from oe_assets.landing.raw_catalog import catalog_document_texts
+from oe_assets.landing.raw_catalog_pg import catalog_document_texts_pg
 from oe_assets.load.contexts import BATCH_SIZE
 from oe_assets.warehouse import WriteReport, load_registry, replace_all
 from oe_assets.warehouse.postgres import catalog as postgres_catalog
@@ -32,8 +33,6 @@ def rebuild_catalog_family(
 
 def rebuild_catalog_family_pg(pg: PgConnection, family: TableFamily, raw_table: str) -> WriteReport:
     """:func:`rebuild_catalog_family` in PostgreSQL; a second rebuild of the family waits for the first."""
-    from oe_assets.landing.raw_catalog_pg import catalog_document_texts_pg  # TEMP: until the module lands
-
     with partition_locks(pg, family.root_table, [WHOLE]):
         texts = catalog_document_texts_pg(pg, raw_table)
         batches = _batches(family, postgres_catalog.load_registry(pg, family), texts)

@@ -21,7 +21,9 @@ from oe_assets.landing.raw_contexts_pg import count_raw_documents_pg, iter_raw_d
 from oe_assets.load.contexts import (
     BATCH_SIZE,
     PARTITION_COLUMN,
+    DayDocuments,
     FlattenIn,
+    WriteTimes,
     flatten_in_for,
     write_context_partitions,
 )
@@ -31,7 +33,7 @@ from oe_assets.warehouse.postgres.connect import PgConnection
 from oe_assets.warehouse.postgres.family import (
     InTransaction,
     Partition,
-    clear_scratch,
+    empty_scratch,
     publish,
     scratch_warehouse,
 )
@@ -61,17 +63,37 @@ def write_landed_partitions_pg(
     days = sorted(set(days))
     with partition_locks(pg, CONTEXT_TABLE, [d.isoformat() for d in days]):
         ensure_model_deleted_column_pg(pg)
-        registry = catalog.load_registry(pg, CONTEXTS)
         mode = flatten_in or flatten_in_for(count_raw_documents_pg(pg, days))
         documents = ((day, iter_raw_document_texts_pg(reader, day, chunk_size=BATCH_SIZE)) for day in days)
-        with scratch_warehouse() as scratch:
-            written = write_context_partitions(
-                scratch, documents, loaded_at=loaded_at, flatten_in=mode, registry=registry
+        yield from write_context_partitions_pg(
+            pg, documents, loaded_at=loaded_at, flatten_in=mode, marking=True
+        )
+
+
+def write_context_partitions_pg(
+    pg: PgConnection,
+    days: Iterable[DayDocuments],
+    *,
+    loaded_at: datetime | None = None,
+    flatten_in: FlattenIn = "thread",
+    times: WriteTimes | None = None,
+    marking: bool = False,
+) -> Iterator[tuple[date, WriteReport]]:
+    """:func:`~oe_assets.load.contexts.write_context_partitions` into PostgreSQL: each day built in
+    a scratch, then published in a transaction of its own (with its ``_oe_deleted_at`` marks when
+    ``marking``). The caller holds the days' partition locks. Also the benchmark's PostgreSQL load."""
+    registry = catalog.load_registry(pg, CONTEXTS)
+    with scratch_warehouse() as scratch:
+        written = write_context_partitions(
+            scratch, days, loaded_at=loaded_at, flatten_in=flatten_in, times=times, registry=registry
+        )
+        for day, report in written:
+            partition = Partition(CONTEXTS, day.isoformat(), PARTITION_COLUMN)
+            yield (
+                day,
+                publish(pg, scratch, partition, report, in_transaction=_marking(day) if marking else None),
             )
-            for day, report in written:
-                partition = Partition(CONTEXTS, day.isoformat(), PARTITION_COLUMN)
-                yield day, publish(pg, scratch, partition, report, in_transaction=_marking(day))
-                clear_scratch(scratch)
+            empty_scratch(scratch)
 
 
 def _marking(day: date) -> InTransaction:

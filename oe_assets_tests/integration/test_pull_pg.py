@@ -7,6 +7,7 @@ import uuid
 from datetime import date, datetime
 
 import duckdb
+import psycopg
 import pytest
 
 from oe_assets.warehouse.postgres.pull import pull
@@ -53,8 +54,24 @@ def test_a_parameter_is_a_value_never_sql(postgres_server: PostgresServer) -> No
         pg.execute("INSERT INTO src VALUES ('a'), ($$x'); DROP TABLE src; --$$)")
         assert pull(pg, "SELECT s FROM src WHERE s = %s", ["x'); DROP TABLE src; --"], scratch, "t") == 1
         assert pg.execute("SELECT count(*) FROM src").fetchone() == (2,)
-        with pytest.raises(ValueError, match="placeholders"):
-            pull(pg, "SELECT s FROM src WHERE s = %s", [], scratch, "t")
+        with pytest.raises(psycopg.ProgrammingError, match="placeholder"):
+            pull(pg, "SELECT s FROM src WHERE s = %s OR s = %s", ["a"], scratch, "t")
+
+
+def test_names_holding_a_percent_sign_are_read(postgres_server: PostgresServer) -> None:
+    database = postgres_server.create_database(f"pull_{uuid.uuid4().hex[:10]}")
+    with connect(postgres_server, database) as pg, duckdb.connect() as scratch:
+        pg.execute('CREATE TABLE "a%s" ("discount%" double precision, "%s" text)')
+        pg.execute("""INSERT INTO "a%s" VALUES (0.5, 'x')""")
+        assert pull(pg, 'SELECT "discount%", "%s" FROM "a%s"', [], scratch, "plain") == 1
+        assert (
+            pull(pg, 'SELECT "discount%%", "%%s" FROM "a%%s" WHERE "%%s" = %s', ["x"], scratch, "bound") == 1
+        )
+        assert (
+            scratch.execute("SELECT * FROM plain").fetchall()
+            == scratch.execute("SELECT * FROM bound").fetchall()
+            == [(0.5, "x")]
+        )
 
 
 def _comparable(row: tuple[object, ...]) -> tuple[object, ...]:

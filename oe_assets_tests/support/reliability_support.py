@@ -345,7 +345,9 @@ def landed_documents(path: Path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------ subprocesses
-def subprocess_env(server: SimulatorServer, warehouse: Path | str, home: Path, **extra: str) -> dict[str, str]:
+def subprocess_env(
+    server: SimulatorServer, warehouse: Path | str, home: Path, **extra: str
+) -> dict[str, str]:
     """The environment of a pipeline process pointed at ``server`` (no OE_* variable inherited);
     ``warehouse``: a DuckDB file, or a PostgreSQL URL (its password in ``extra``'s PGPASSWORD)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OE_")}

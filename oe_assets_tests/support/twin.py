@@ -54,6 +54,8 @@ def postgres_table(pg: psycopg.Connection[Any], table: str) -> list[tuple[tuple[
 
 def physical_names(pg: psycopg.Connection[Any], table: str) -> tuple[str, dict[str, str]]:
     """The table's name in PostgreSQL, and its columns' (PostgreSQL name -> warehouse name)."""
+    if pg.execute("SELECT to_regclass('_oe_tables') IS NULL").fetchone() == (True,):
+        return table, {}
     found = pg.execute("SELECT physical_name FROM _oe_tables WHERE table_name = %s", [table]).fetchone()
     if found is None:
         return table, {}

@@ -8,6 +8,7 @@ STDIN``: DuckDB writes them as CSV, PostgreSQL reads the CSV, never a row at a t
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,15 +44,22 @@ class PostgresWarehouseError(RuntimeError):
 
 @contextmanager
 def connected(
-    target: PostgresUrl, setting: str, *, work: str = "copy", oldest: int | None = None
+    target: PostgresUrl,
+    setting: str,
+    *,
+    work: str = "copy",
+    oldest: int | None = None,
+    schema: str | None = None,
 ) -> Iterator[PgConnection]:
     """A connection to ``target``; a failure is one sentence naming ``setting`` and the ``work``
-    (``copy``, ``write``) it stopped. ``oldest``: the server version the work needs at least.
+    (``copy``, ``write``) it stopped. ``oldest``: the server version the work needs at least;
+    ``schema``: the schema unqualified names mean (default: the server's ``search_path``).
 
     The connection is in autocommit: every write is inside an explicit ``conn.transaction()``
     block, so no statement ever joins a transaction that a read opened without saying so."""
     try:
-        conn = psycopg.connect(**target.connect_kwargs(), **CONNECTION_TIMEOUTS, autocommit=True)  # type: ignore[arg-type]
+        options = {"options": f"-c search_path={schema}"} if schema else {}
+        conn = psycopg.connect(**target.connect_kwargs(), **CONNECTION_TIMEOUTS, **options, autocommit=True)  # type: ignore[arg-type]
     except psycopg.Error as error:
         raise PostgresWarehouseError(
             f"{setting} {target.shown}: cannot connect: {reason_of(error)}"
@@ -97,17 +105,20 @@ def copy_in(
     """The rows of DuckDB's ``select`` into PostgreSQL's ``target`` (``table (columns)``) with one
     ``COPY FROM STDIN``; returns the rows PostgreSQL took. A value PostgreSQL refuses is a
     :class:`PostgresWarehouseError` naming ``what`` (the table) and the line."""
-    with tempfile.TemporaryDirectory(prefix="oe_copy_") as folder:
-        csv = Path(folder) / "rows.csv"
+    handle, name = tempfile.mkstemp(prefix="oe_copy_", suffix=".csv")
+    os.close(handle)
+    csv = Path(name)
+    try:
         source.execute(f"COPY ({select}) TO {quote_literal(str(csv))} (FORMAT csv, HEADER false)")
-        try:
-            with conn.cursor() as cursor:
-                with cursor.copy(f"COPY {target} FROM STDIN (FORMAT csv)") as copy, csv.open("rb") as data:
-                    while chunk := data.read(CHUNK_BYTES):
-                        copy.write(chunk)
-                return cursor.rowcount
-        except psycopg.errors.DataError as error:
-            context = (error.diag.context or "").splitlines()[0] if error.diag.context else ""
-            raise PostgresWarehouseError(
-                f"{what}: PostgreSQL refused a value ({reason_of(error)}; {context}); nothing was written"
-            ) from None
+        with conn.cursor() as cursor:
+            with cursor.copy(f"COPY {target} FROM STDIN (FORMAT csv)") as copy, csv.open("rb") as data:
+                while chunk := data.read(CHUNK_BYTES):
+                    copy.write(chunk)
+            return cursor.rowcount
+    except psycopg.errors.DataError as error:
+        context = (error.diag.context or "").splitlines()[0] if error.diag.context else ""
+        raise PostgresWarehouseError(
+            f"{what}: PostgreSQL refused a value ({reason_of(error)}; {context}); nothing was written"
+        ) from None
+    finally:
+        csv.unlink(missing_ok=True)

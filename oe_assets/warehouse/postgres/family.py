@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 
@@ -40,7 +39,7 @@ from oe_assets.warehouse.postgres.connect import PgConnection, PostgresWarehouse
 from oe_assets.warehouse.postgres.locks import family_lock_name, transaction_lock
 from oe_assets.warehouse.postgres.names import physical_name_for
 from oe_assets.warehouse.postgres.types import postgres_type, retype_expr
-from oe_assets.warehouse.schema import COLUMNS_TABLE, QUARANTINE_TABLE, TABLES_TABLE, table_columns
+from oe_assets.warehouse.schema import COLUMNS_TABLE, QUARANTINE_TABLE, TABLES_TABLE, all_table_columns
 from oe_assets.warehouse.sql import quote_ident
 from oe_assets.warehouse.writer import (
     WriteReport,
@@ -82,21 +81,25 @@ class _SchemaMustChange(Exception):
 
 @contextmanager
 def scratch_warehouse() -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB file of its own in a temporary folder (a large partition spills to disk), removed after."""
+    """An in-memory DuckDB that spills to a temporary folder beyond the writers' memory limit
+    (a large partition), both gone after the block."""
     with tempfile.TemporaryDirectory(prefix="oe_scratch_") as folder:
-        conn = duckdb.connect(str(Path(folder) / "scratch.duckdb"), config=dict(WAREHOUSE_SETTINGS))
+        conn = duckdb.connect(":memory:", config={**WAREHOUSE_SETTINGS, "temp_directory": folder})
         try:
             yield conn
         finally:
             conn.close()
 
 
-def clear_scratch(scratch: duckdb.DuckDBPyConnection) -> None:
-    """Drops every table of the scratch: the next partition starts from nothing."""
+def empty_scratch(scratch: duckdb.DuckDBPyConnection) -> None:
+    """Deletes the rows of the scratch's tables, keeping the tables and what the writer registered
+    of them: the next partition starts with no rows, and its tables need no DDL again."""
     for (table,) in scratch.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND table_name NOT IN (?, ?)",
+        [TABLES_TABLE, COLUMNS_TABLE],
     ).fetchall():
-        scratch.execute(f"DROP TABLE {quote_ident(str(table))}")
+        scratch.execute(f"DELETE FROM {quote_ident(str(table))}")
 
 
 def replace_partition_pg(
@@ -133,7 +136,7 @@ def publish(
 ) -> WriteReport:
     """The scratch's tables (the partition's rows, as the writer wrote them and reported in
     ``report``) into PostgreSQL, in one transaction; the report of what PostgreSQL got."""
-    tables = scratch_tables(scratch, partition.family)
+    tables = scratch_tables(scratch, partition.family, report.rows_per_table)
     for exclusive in (False, True):
         try:
             with pg.transaction():
@@ -175,39 +178,51 @@ def _publish(
     return published
 
 
-def scratch_tables(scratch: duckdb.DuckDBPyConnection, family: TableFamily) -> list[ScratchTable]:
-    """The family's tables the scratch holds, parents before children (the order they were registered)."""
+def scratch_tables(
+    scratch: duckdb.DuckDBPyConnection, family: TableFamily, rows: dict[str, int]
+) -> list[ScratchTable]:
+    """The family's tables the scratch holds, parents before children (the order they were
+    registered); ``rows``: the rows each holds (the write's report)."""
     registered = scratch.execute(
         f"SELECT table_name, parent_table, json_path FROM {TABLES_TABLE} WHERE family = ? ORDER BY first_seen, table_name",
         [family.root_table],
     ).fetchall()
+    described: dict[str, dict[str, tuple[object, object]]] = {}
+    for table, column, json_path, dtype in scratch.execute(
+        f"SELECT c.table_name, c.column_name, c.json_path, c.data_type FROM {COLUMNS_TABLE} c "
+        f"JOIN {TABLES_TABLE} t USING (table_name) WHERE t.family = ?",
+        [family.root_table],
+    ).fetchall():
+        described.setdefault(str(table), {})[str(column)] = (path_from_json(json_path), dtype)
+    types, not_null = all_table_columns(scratch), _not_null_columns(scratch)
     tables = []
     for name, parent, path in registered:
-        described = {
-            str(column): (path_from_json(json_path), dtype)
-            for column, json_path, dtype in scratch.execute(
-                f"SELECT column_name, json_path, data_type FROM {COLUMNS_TABLE} WHERE table_name = ?", [name]
-            ).fetchall()
-        }
-        types = table_columns(scratch, name) or {}
+        known = described.get(name, {})
         columns = {
-            column: BatchColumn(dtype if described.get(column, (None, dtype))[1] is not None else None,
-                                described.get(column, (None, None))[0])
-            for column, dtype in types.items()
+            column: BatchColumn(dtype if known.get(column, (None, dtype))[1] is not None else None,
+                                known.get(column, (None, None))[0])  # type: ignore[arg-type]
+            for column, dtype in types.get(name, {}).items()
         }  # fmt: skip
-        not_null = {
-            str(c)
-            for (c,) in scratch.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND NOT is_nullable", [name]
-            ).fetchall()
-        }
-        count = scratch.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()
         tables.append(
             ScratchTable(
-                name, parent, path_from_json(path) or (), columns, not_null, int(count[0]) if count else 0
+                name,
+                parent,
+                path_from_json(path) or (),
+                columns,
+                not_null.get(name, set()),
+                rows.get(name, 0),
             )
         )
     return tables
+
+
+def _not_null_columns(scratch: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for table, column in scratch.execute(
+        "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = current_database() AND NOT is_nullable"
+    ).fetchall():
+        found.setdefault(str(table), set()).add(str(column))
+    return found
 
 
 def _plan(pg: PgConnection, catalog: FamilyCatalog, table: ScratchTable) -> TablePlan:

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import duckdb
+import psycopg
 from psycopg import sql
 
 from oe_assets.warehouse.postgres.connect import PgConnection
@@ -23,13 +24,15 @@ from oe_assets.warehouse.sql import quote_ident, quote_literal
 def pull(
     pg: PgConnection, query: str, params: list[object], scratch: duckdb.DuckDBPyConnection, table: str
 ) -> int:
-    """Creates (or replaces) ``table`` in ``scratch`` with the rows of PostgreSQL's ``query``
-    (``%s`` placeholders bound to ``params``); returns the rows pulled."""
-    bound = _bind(query, params)
-    columns = _columns(pg, query, params)
+    """Creates (or replaces) ``table`` in ``scratch`` with the rows of PostgreSQL's ``query``;
+    returns the rows pulled. With ``params``, ``%s`` in ``query`` are bound to them and a ``%``
+    of the query itself (in a quoted name: ``discount%``) is written ``%%``, as psycopg wants;
+    without, the query is taken as it is."""
+    bound = psycopg.ClientCursor(pg).mogrify(query, params) if params else query
+    columns = _columns(pg, bound)
     with tempfile.TemporaryDirectory(prefix="oe_pull_") as folder:
         csv = Path(folder) / "rows.csv"
-        statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(bound)
+        statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.SQL(bound))
         with csv.open("wb") as out, pg.cursor() as cursor, cursor.copy(statement) as copy:
             for chunk in copy:
                 out.write(chunk)
@@ -44,10 +47,10 @@ def pull(
     return int(counted[0]) if counted else 0
 
 
-def _columns(pg: PgConnection, query: str, params: list[object]) -> list[tuple[str, str]]:
+def _columns(pg: PgConnection, query: str) -> list[tuple[str, str]]:
     """The query's columns as (name, DuckDB type), from PostgreSQL's description of it."""
     with pg.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM ({query}) q LIMIT 0", params)
+        cursor.execute(f"SELECT * FROM ({query}) q LIMIT 0")
         assert cursor.description is not None
         names = [d.name for d in cursor.description]
         oids = [d.type_code for d in cursor.description]
@@ -58,14 +61,3 @@ def _columns(pg: PgConnection, query: str, params: list[object]) -> list[tuple[s
     return [
         (name, duckdb_type_of("query", name, type_of[oid])) for name, oid in zip(names, oids, strict=True)
     ]
-
-
-def _bind(query: str, params: list[object]) -> sql.Composable:
-    """``query`` with its parameters as literals (``COPY`` takes no parameters)."""
-    parts = query.split("%s")
-    if len(parts) != len(params) + 1:
-        raise ValueError(f"the query has {len(parts) - 1} placeholders for {len(params)} parameters")
-    pieces: list[sql.Composable] = [sql.SQL(parts[0])]
-    for value, rest in zip(params, parts[1:], strict=True):
-        pieces += [sql.Literal(value), sql.SQL(rest)]
-    return sql.Composed(pieces)
