@@ -19,7 +19,7 @@ from oe_assets.landing.retention import MODEL_DELETED_AT, ensure_model_deleted_c
 from oe_assets.model.integrity import table_exists
 from oe_assets.warehouse import transaction
 from oe_assets.warehouse.reading import scalar_count
-from oe_assets.warehouse.sql import utc_timestamp
+from oe_assets.warehouse.sql import quote_ident, utc_timestamp
 
 EVENT_LOG = "event_log"
 
@@ -30,19 +30,41 @@ EVENT_LOG_DDL = (
 )
 DELETED_COLUMN_DDL = f"ALTER TABLE event_log ADD COLUMN IF NOT EXISTS {MODEL_DELETED_AT} TIMESTAMP"
 
-_PARTITION_SOURCE = f"""
+CREATED_AT_COLUMN = "metadata$createdAt"
+LAST_MODIFIED_COLUMN = "metadata$updatedAt"
+"""execution_context's columns the log's created_at and last_modified come from."""
+
+
+def context_column(column: str) -> str:
+    """``column`` of execution_context, qualified as the extractor's script writes it."""
+    return f'"execution_context".{quote_ident(column)}'
+
+
+def partition_source(created_at: str, last_modified: str, deleted_at: str, day: str) -> str:
+    """The extractor's event-log SELECT over one partition of execution_context: ``created_at``,
+    ``last_modified`` and ``deleted_at`` are the engine's SQL for the three times, ``day`` its
+    placeholder for the partition (DuckDB and PostgreSQL read times and bind values differently)."""
+    return f"""
 SELECT "execution_templates"."name" AS execution_template_name,
        "execution_context"."context$processid" AS instance_id,
-       {utc_timestamp('"execution_context"."metadata$createdAt"')} AS created_at,
-       {utc_timestamp('"execution_context"."metadata$updatedAt"')} AS last_modified,
+       {created_at} AS created_at,
+       {last_modified} AS last_modified,
        "execution_context"."status" AS status,
-       "execution_context".{MODEL_DELETED_AT} AS {MODEL_DELETED_AT}
+       {deleted_at} AS {MODEL_DELETED_AT}
 FROM "execution_templates", "execution_context"
 WHERE "execution_context"."context$executionTemplateID" = "execution_templates"."id"
-  AND "execution_context"."_oe_partition" = ?
+  AND "execution_context"."_oe_partition" = {day}
 """
 
-_MERGE = f"""
+
+_PARTITION_SOURCE = partition_source(
+    utc_timestamp(context_column(CREATED_AT_COLUMN)),
+    utc_timestamp(context_column(LAST_MODIFIED_COLUMN)),
+    context_column(MODEL_DELETED_AT),
+    "?",
+)
+
+EVENT_LOG_MERGE = f"""
 MERGE INTO event_log USING _oe_event_log_new AS event_log_new
 ON event_log_new.instance_id = event_log.instance_id
 WHEN MATCHED THEN UPDATE SET last_modified = event_log_new.last_modified, status = event_log_new.status,
@@ -51,6 +73,8 @@ WHEN NOT MATCHED THEN INSERT (execution_template_name, instance_id, created_at, 
 VALUES (event_log_new.execution_template_name, event_log_new.instance_id, event_log_new.created_at,
         event_log_new.last_modified, event_log_new.status, event_log_new.{MODEL_DELETED_AT})
 """
+"""The extractor's MERGE (plus ``_oe_deleted_at``) from the partition's rows in ``_oe_event_log_new``;
+the same text runs on DuckDB and on PostgreSQL 15+ (:mod:`oe_assets.process_mining.event_log_pg`)."""
 
 
 def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) -> dict[str, int]:
@@ -65,7 +89,7 @@ def merge_event_log_partition(conn: duckdb.DuckDBPyConnection, partition: date) 
         conn.execute(f"CREATE OR REPLACE TEMP TABLE _oe_event_log_new AS {_PARTITION_SOURCE}", [partition])
         before = scalar_count(conn, "SELECT count(*) FROM event_log")
         source = scalar_count(conn, "SELECT count(*) FROM _oe_event_log_new")
-        conn.execute(_MERGE)
+        conn.execute(EVENT_LOG_MERGE)
         after = scalar_count(conn, "SELECT count(*) FROM event_log")
         conn.execute("DROP TABLE _oe_event_log_new")
     inserted = after - before

@@ -33,10 +33,12 @@ def quote_literal(value: str) -> str:
 
 
 _PLAIN_TIMESTAMP_TYPES = "'TIMESTAMP', 'TIMESTAMP_NS', 'TIMESTAMP_MS', 'TIMESTAMP_S'"
-_ISO_TIMESTAMP = (
+ISO_TIMESTAMP = (
     r"^(\d{4}-\d{2}-\d{2})[Tt ]((?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)(?:[.,](\d{1,6})\d{0,3})?"
     r"(?:[Zz]|([+-])([01]\d|2[0-3])(?::?([0-5]\d))?)?$"
 )
+"""The ISO-8601 texts :func:`utc_timestamp` reads, and its six parts (date, time, fraction's first six
+digits, offset's sign, hours, minutes); PostgreSQL's reading uses the same pattern."""
 
 
 def utc_timestamp(expr: str) -> str:
@@ -51,7 +53,7 @@ def utc_timestamp(expr: str) -> str:
     ``expr`` is repeated in the SQL, so pass a column reference, not a costly expression.
     """
     text = f"CAST({expr} AS VARCHAR)"
-    parts = f"regexp_extract({text}, {quote_literal(_ISO_TIMESTAMP)}, ['d', 't', 'f', 's', 'oh', 'om'])"
+    parts = f"regexp_extract({text}, {quote_literal(ISO_TIMESTAMP)}, ['d', 't', 'f', 's', 'oh', 'om'])"
     local = "TRY_CAST(m.d || ' ' || m.t || CASE WHEN m.f = '' THEN '' ELSE '.' || m.f END AS TIMESTAMP)"
     offset = (
         "CASE WHEN m.s = '' THEN 0 ELSE (CASE WHEN m.s = '-' THEN -1 ELSE 1 END)"
