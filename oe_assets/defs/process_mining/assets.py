@@ -1,19 +1,25 @@
 """The `process_mining` layer: the Celonis extractor's event log, an activity-level log, process KPIs
 and the process map."""
 
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
 from oe_assets.landing.raw_contexts import RAW_CONTEXTS
 from oe_assets.landing.retention import MODEL_DELETED_AT
-from oe_assets.orchestration.metadata import OWNERS, markdown_table, row_count, table_metadata
+from oe_assets.orchestration.metadata import OWNERS, Warehouse, markdown_table, row_count, table_metadata
 from oe_assets.orchestration.partitions import CONTEXTS_REFRESH, REFRESH_TAG, partition_dates
 from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
 from oe_assets.process_mining.activity_log import ACTIVITY_LOG, rebuild_activity_log_partition
+from oe_assets.process_mining.activity_log_pg import rebuild_activity_log_partition_pg
 from oe_assets.process_mining.event_log import EVENT_LOG, merge_event_log_partition
+from oe_assets.process_mining.event_log_pg import merge_event_log_partition_pg
 from oe_assets.process_mining.kpis import PROCESS_KPIS, rebuild_kpis
-from oe_assets.process_mining.process_map import edge_table, write_process_map
+from oe_assets.process_mining.kpis_pg import rebuild_kpis_pg
+from oe_assets.process_mining.process_map import Graph, edge_table, write_process_map
+from oe_assets.process_mining.process_map_pg import write_process_map_pg
 
 PROCESS_MINING_GROUP = "process_mining"
 
@@ -101,24 +107,30 @@ def event_log_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefini
         metadata={"dagster/column_lineage": EVENT_LOG_LINEAGE},
     )
     def event_log(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        totals = {"source_rows": 0, "inserted": 0, "updated": 0}
-        with warehouse.get_connection() as conn:
-            for day in partition_dates(context):
-                counts = merge_event_log_partition(conn, day)
-                for key in totals:
-                    totals[key] += counts[key]
-            extra = {
-                "inserted": dg.MetadataValue.int(totals["inserted"]),
-                "updated": dg.MetadataValue.int(totals["updated"]),
-                "marked_deleted": dg.MetadataValue.int(
-                    row_count(conn, EVENT_LOG, f"WHERE {MODEL_DELETED_AT} IS NOT NULL")
-                ),
-                "dagster/column_lineage": EVENT_LOG_LINEAGE,
-            }
-            meta = table_metadata(conn, EVENT_LOG, partition_rows=totals["source_rows"], extra=extra)
+        days = partition_dates(context)
+        if warehouse.on_postgres:
+            with warehouse.postgres() as pg:
+                meta = _event_log_metadata(pg, [merge_event_log_partition_pg(pg, day) for day in days])
+        else:
+            with warehouse.get_connection() as conn:
+                meta = _event_log_metadata(conn, [merge_event_log_partition(conn, day) for day in days])
         return dg.MaterializeResult(metadata=meta)
 
     return event_log
+
+
+def _event_log_metadata(conn: Warehouse, merges: list[dict[str, int]]) -> dict[str, Any]:
+    """The event log's page after the run's merges (their counts per day, summed)."""
+    totals = {key: sum(counts[key] for counts in merges) for key in ("source_rows", "inserted", "updated")}
+    extra = {
+        "inserted": dg.MetadataValue.int(totals["inserted"]),
+        "updated": dg.MetadataValue.int(totals["updated"]),
+        "marked_deleted": dg.MetadataValue.int(
+            row_count(conn, EVENT_LOG, f"WHERE {MODEL_DELETED_AT} IS NOT NULL")
+        ),
+        "dagster/column_lineage": EVENT_LOG_LINEAGE,
+    }
+    return table_metadata(conn, EVENT_LOG, partition_rows=totals["source_rows"], extra=extra)
 
 
 def activity_log_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
@@ -126,16 +138,30 @@ def activity_log_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
         partitions, ACTIVITY_LOG, [_CTX, _TPL, dg.AssetKey([RAW_CONTEXTS])], ACTIVITY_LOG_DESCRIPTION
     )
     def activity_log(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        by_type: dict[str, int] = {}
-        with warehouse.get_connection() as conn:
-            for day in partition_dates(context):
-                for kind, n in rebuild_activity_log_partition(conn, day).items():
-                    by_type[kind] = by_type.get(kind, 0) + n
-            extra = {"activities_by_type": markdown_table(sorted(by_type.items()), ("activity_type", "rows"))}
-            meta = table_metadata(conn, ACTIVITY_LOG, partition_rows=sum(by_type.values()), extra=extra)
+        days = partition_dates(context)
+        if warehouse.on_postgres:
+            with warehouse.postgres() as pg:
+                meta = _activity_log_metadata(
+                    pg, [rebuild_activity_log_partition_pg(pg, day) for day in days]
+                )
+        else:
+            with warehouse.get_connection() as conn:
+                meta = _activity_log_metadata(
+                    conn, [rebuild_activity_log_partition(conn, day) for day in days]
+                )
         return dg.MaterializeResult(metadata=meta)
 
     return activity_log
+
+
+def _activity_log_metadata(conn: Warehouse, rebuilt: list[dict[str, int]]) -> dict[str, Any]:
+    """The activity log's page after the run's days (their rows per activity type, summed)."""
+    by_type: dict[str, int] = {}
+    for counts in rebuilt:
+        for kind, n in counts.items():
+            by_type[kind] = by_type.get(kind, 0) + n
+    extra = {"activities_by_type": markdown_table(sorted(by_type.items()), ("activity_type", "rows"))}
+    return table_metadata(conn, ACTIVITY_LOG, partition_rows=sum(by_type.values()), extra=extra)
 
 
 def process_kpis_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
@@ -147,33 +173,45 @@ def process_kpis_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
         kinds=frozenset({"duckdb", "polars"}),
     )
     def process_kpis(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
-        with warehouse.get_connection() as conn:
-            kpis = rebuild_kpis(conn, partition_dates(context))
-            map_path, graph = write_process_map(conn, warehouse.exports_folder())
-            rows: list[tuple[object, ...]] = [
-                (r["_oe_partition"], r["execution_template_name"], r["case_count"],
-                 _seconds(r["throughput_median_seconds"]), _seconds(r["throughput_p90_seconds"]),
-                 r["status_mix"], "<br>".join(r["top_variants"]))
-                for r in kpis.head(100).iter_rows(named=True)
-            ]  # fmt: skip
-            header = (
-                "day",
-                "digital process",
-                "cases",
-                "median throughput",
-                "p90 throughput",
-                "statuses",
-                "top variants",
-            )
-            extra = {
-                "kpis": markdown_table(rows, header),
-                "process_map": dg.MetadataValue.path(str(map_path)),
-                "process_map_edges": markdown_table(list(edge_table(graph)), ("from", "to", "times")),
-            }
-            meta = table_metadata(conn, PROCESS_KPIS, partition_rows=kpis.height, extra=extra)
+        days, folder = partition_dates(context), warehouse.exports_folder()
+        if warehouse.on_postgres:
+            with warehouse.postgres() as pg:
+                kpis = rebuild_kpis_pg(pg, days)
+                meta = _process_kpis_metadata(pg, kpis, *write_process_map_pg(pg, folder))
+        else:
+            with warehouse.get_connection() as conn:
+                kpis = rebuild_kpis(conn, days)
+                meta = _process_kpis_metadata(conn, kpis, *write_process_map(conn, folder))
         return dg.MaterializeResult(metadata=meta)
 
     return process_kpis
+
+
+def _process_kpis_metadata(
+    conn: Warehouse, kpis: pl.DataFrame, map_path: Path, graph: Graph
+) -> dict[str, Any]:
+    """The KPIs' page: the rows written (the first 100), the process map's path and its edges."""
+    rows: list[tuple[object, ...]] = [
+        (r["_oe_partition"], r["execution_template_name"], r["case_count"],
+         _seconds(r["throughput_median_seconds"]), _seconds(r["throughput_p90_seconds"]),
+         r["status_mix"], "<br>".join(r["top_variants"]))
+        for r in kpis.head(100).iter_rows(named=True)
+    ]  # fmt: skip
+    header = (
+        "day",
+        "digital process",
+        "cases",
+        "median throughput",
+        "p90 throughput",
+        "statuses",
+        "top variants",
+    )
+    extra = {
+        "kpis": markdown_table(rows, header),
+        "process_map": dg.MetadataValue.path(str(map_path)),
+        "process_map_edges": markdown_table(list(edge_table(graph)), ("from", "to", "times")),
+    }
+    return table_metadata(conn, PROCESS_KPIS, partition_rows=kpis.height, extra=extra)
 
 
 def _seconds(value: float | None) -> str:
