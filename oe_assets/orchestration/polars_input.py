@@ -14,7 +14,10 @@ asset's name (every table of the project is named like its asset: ``activity_log
 
 A partitioned asset receives only its partitions' rows of a table with ``_oe_partition`` (the
 creation-day partitions all our partitioned tables share); an unpartitioned one, the whole table.
-The rows come through Arrow, not row by row. A complete example:
+The rows come through Arrow, not row by row; from a PostgreSQL warehouse they come with
+``COPY`` into a scratch DuckDB first (:func:`~oe_assets.warehouse.postgres.pull.pull`), so the
+frame has the same columns, under the model's names, and the same types as from DuckDB (a list
+column, which PostgreSQL holds as its JSON text, is a list again). A complete example:
 ``oe_assets/examples/polars_asset.py``.
 """
 
@@ -23,16 +26,24 @@ from __future__ import annotations
 from datetime import date
 
 import dagster as dg
+import duckdb
 import polars as pl
 
-from oe_assets.model.integrity import table_exists
+from oe_assets.model.integrity import layout, one_snapshot, table_exists
 from oe_assets.orchestration.resources import WarehouseResource
+from oe_assets.process_mining.kpis import PROCESS_KPIS, PROCESS_KPIS_DDL
 from oe_assets.warehouse import quote_ident
+from oe_assets.warehouse.postgres.connect import PgConnection
+from oe_assets.warehouse.postgres.family import scratch_warehouse
+from oe_assets.warehouse.postgres.pull import pull
+from oe_assets.warehouse.postgres.types import column_transfer
 from oe_assets.warehouse.reading import polars_frame
 
 POLARS_INPUT_MANAGER_KEY = "warehouse_polars"
 PARTITION_COLUMN = "_oe_partition"
 TABLE_NAME_KEY = "dagster/table_name"
+DUCKDB_SHAPES = {PROCESS_KPIS: PROCESS_KPIS_DDL}
+"""The DuckDB DDL of the tables with nested columns (PostgreSQL holds those as their JSON text)."""
 
 
 class WarehousePolarsInputManager(dg.ConfigurableIOManager):
@@ -43,12 +54,12 @@ class WarehousePolarsInputManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         table = table_for_input(context)
+        if self.warehouse.on_postgres:
+            with self.warehouse.postgres() as pg:
+                return postgres_frame(pg, table, partition_range(context))
         with self.warehouse.get_connection() as conn:
             if not table_exists(conn, table):
-                raise dg.Failure(
-                    f"The warehouse has no table {table!r} yet: build it with `oe-assets materialize` "
-                    "(or `oe-assets demo`) first."
-                )
+                raise _no_table(table)
             columns = {str(r[0]) for r in conn.execute(f"DESCRIBE {quote_ident(table)}").fetchall()}
             sql, params = f"SELECT * FROM {quote_ident(table)}", {}
             days = partition_range(context) if PARTITION_COLUMN in columns else None
@@ -62,6 +73,55 @@ class WarehousePolarsInputManager(dg.ConfigurableIOManager):
             "WarehousePolarsInputManager only reads tables: give this output another IO manager, "
             "or return a MaterializeResult."
         )
+
+
+def postgres_frame(pg: PgConnection, table: str, days: tuple[date, date] | None) -> pl.DataFrame:
+    """The rows of ``table`` (of ``days`` when it has ``_oe_partition``) from PostgreSQL, as the
+    DuckDB warehouse gives them: under the model's column names (PostgreSQL may hold shortened ones)
+    and typed as DuckDB types them. One snapshot: the catalog's names and the rows agree."""
+    with one_snapshot(pg):
+        found = layout(pg, table)
+        if found is None:
+            raise _no_table(table)
+        sql = f"SELECT * FROM {quote_ident(found.physical)}"
+        params: list[object] = []
+        if days is not None and PARTITION_COLUMN in found.columns:
+            partition = quote_ident(found.columns[PARTITION_COLUMN])
+            sql += f" WHERE {partition} >= %s AND {partition} < %s"
+            params = [days[0], days[1]]
+        with scratch_warehouse() as scratch:
+            pull(pg, sql, params, scratch, "frame")
+            nested = nested_types(scratch, table)
+            named = ", ".join(
+                f"CAST(CAST({quote_ident(p)} AS JSON) AS {nested[c]}) AS {quote_ident(c)}"
+                if c in nested
+                else f"{quote_ident(p)} AS {quote_ident(c)}"
+                for c, p in found.columns.items()
+            )
+            return polars_frame(scratch, f"SELECT {named} FROM frame")
+
+
+def nested_types(scratch: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """Column -> DuckDB type of ``table``'s nested columns, from its DDL (:data:`DUCKDB_SHAPES`)."""
+    ddl = DUCKDB_SHAPES.get(table)
+    if ddl is None:
+        return {}
+    scratch.execute(ddl)
+    rows = scratch.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+    ).fetchall()
+    return {
+        str(column): str(dtype)
+        for column, dtype in rows
+        if column_transfer(table, str(column), str(column), str(dtype)).as_json
+    }
+
+
+def _no_table(table: str) -> dg.Failure:
+    return dg.Failure(
+        f"The warehouse has no table {table!r} yet: build it with `oe-assets materialize` "
+        "(or `oe-assets demo`) first."
+    )
 
 
 def table_for_input(context: dg.InputContext) -> str:

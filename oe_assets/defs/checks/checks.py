@@ -2,16 +2,22 @@
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
-import duckdb
 from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckSpec
 
 from oe_assets.model.data_model import DataModel
 from oe_assets.model.declaration import MODEL_FILE, ModelTable, Relation
-from oe_assets.model.integrity import IntegrityResult, check_primary_key, check_relation, undeclared_tables
+from oe_assets.model.integrity import (
+    Checked,
+    IntegrityResult,
+    check_primary_key,
+    check_relation,
+    one_snapshot,
+    undeclared_tables,
+)
 from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
 
 _SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
@@ -30,12 +36,13 @@ Subject = ModelTable | Relation | SchemaDrift
 
 
 def table_ref_loader(model: DataModel) -> dg.InputManagerDefinition:
-    """The input manager that gives a check the DuckDB table of an upstream asset, loading no data
-    (an asset's key is not its table's name: child tables have readable key paths)."""
+    """The input manager that gives a check the table of an upstream asset, loading no data (an
+    asset's key is not its table's name: child tables have readable key paths). The name is the
+    model's on either warehouse: the checks find a PostgreSQL table under its physical name."""
     tables = {_asset_key(model, t.name): t.name for t in model.tables}
 
     @dg.input_manager(
-        description="Gives a check the DuckDB table name of an upstream asset, loading no data."
+        description="Gives a check the warehouse table name of an upstream asset, loading no data."
     )
     def duckdb_table_ref(context: dg.InputContext) -> str:
         return tables[context.asset_key]
@@ -133,9 +140,7 @@ def _guarded_tables(items: Sequence[tuple[TableCheckSpec, Subject]]) -> list[str
     return list(dict.fromkeys([*own, *joined]))
 
 
-def _evaluate(
-    conn: duckdb.DuckDBPyConnection, subject: Subject
-) -> tuple[IntegrityResult, dg.AssetCheckSeverity]:
+def _evaluate(conn: Checked, subject: Subject) -> tuple[IntegrityResult, dg.AssetCheckSeverity]:
     if isinstance(subject, ModelTable):
         return check_primary_key(conn, subject.name, subject.primary_key), dg.AssetCheckSeverity.ERROR
     if isinstance(subject, Relation):
@@ -163,10 +168,22 @@ def _build_check_group(
     def check_group(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, **table_names: str
     ) -> Iterator[dg.AssetCheckResult]:
+        if warehouse.on_postgres:
+            with warehouse.postgres() as pg, one_snapshot(pg):
+                yield from _run_checks(pg, context.selected_asset_check_keys, by_name)
+            return
         with warehouse.get_connection() as conn:
-            for check_key in sorted(context.selected_asset_check_keys, key=lambda k: k.name):
-                spec, subject = by_name[check_key.name]
-                outcome, severity = _evaluate(conn, subject)
-                yield _result(check_key, outcome, severity, spec.description or "")
+            yield from _run_checks(conn, context.selected_asset_check_keys, by_name)
 
     return check_group
+
+
+def _run_checks(
+    conn: Checked,
+    selected: Iterable[dg.AssetCheckKey],
+    by_name: Mapping[str, tuple[TableCheckSpec, Subject]],
+) -> Iterator[dg.AssetCheckResult]:
+    for check_key in sorted(selected, key=lambda k: k.name):
+        spec, subject = by_name[check_key.name]
+        outcome, severity = _evaluate(conn, subject)
+        yield _result(check_key, outcome, severity, spec.description or "")
