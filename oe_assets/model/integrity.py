@@ -10,12 +10,10 @@ missing a column is null in every row, and a relation's missing column matches n
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import duckdb
-import psycopg
 
 from oe_assets.model.declaration import Relation
 from oe_assets.warehouse import COLUMNS_TABLE, TABLES_TABLE, quote_ident
@@ -71,18 +69,6 @@ class Layout:
 
 def dialect_of(conn: Checked) -> Dialect:
     return DUCKDB if isinstance(conn, duckdb.DuckDBPyConnection) else POSTGRES
-
-
-@contextmanager
-def one_snapshot(pg: PgConnection) -> Iterator[None]:
-    """Reads of PostgreSQL as of one moment, as DuckDB's single writer gives them: a run writing
-    meanwhile on another machine cannot make a count and its sample, or the catalog's names and
-    the rows, disagree. Inside a transaction the caller has open, that transaction's view."""
-    outermost = pg.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    with pg.transaction():
-        if outermost:
-            pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        yield
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:

@@ -29,8 +29,9 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from oe_assets.model.integrity import layout, one_snapshot, table_exists
+from oe_assets.model.integrity import layout, table_exists
 from oe_assets.orchestration.resources import WarehouseResource
+from oe_assets.process_mining.activity_log_pg import one_snapshot
 from oe_assets.process_mining.kpis import PROCESS_KPIS, PROCESS_KPIS_DDL
 from oe_assets.warehouse import quote_ident
 from oe_assets.warehouse.postgres.connect import PgConnection
