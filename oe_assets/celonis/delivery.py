@@ -10,6 +10,10 @@
 Before submitting, our own submissions this UTC hour are counted against the hourly limit, so a
 busy schedule defers a push (:class:`CelonisHourlyLimit`) instead of having Celonis refuse it
 halfway.
+
+The warehouse is DuckDB's or PostgreSQL's (whichever connection the opener gives): a PostgreSQL
+table is planned in a DuckDB copy (:mod:`oe_assets.celonis.ledger_pg`), the ledger is kept in the
+warehouse itself either way.
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ import duckdb
 from oe_assets.celonis import ledger
 from oe_assets.celonis.api import CelonisApi
 from oe_assets.celonis.errors import CelonisError, CelonisHourlyLimit, CelonisJobFailed, CelonisRequestError
+from oe_assets.celonis.ledger_pg import plan_table_pg
 from oe_assets.config.secret import get_logger
 from oe_assets.model.integrity import table_exists
 
 logger = get_logger("oe_assets.celonis")
 
 T = TypeVar("T")
-WarehouseOpener = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+WarehouseOpener = Callable[[], AbstractContextManager[ledger.LedgerConnection]]
 
 
 @dataclass(frozen=True)
@@ -137,10 +142,10 @@ def _plan(
     plans = []
     with open_warehouse() as conn:
         for i, table in enumerate(tables):
-            if not table_exists(conn, table.name):
+            plan = _plan_table(conn, destination, table, folder / f"t{i}")
+            if plan is None:
                 report.tables[table.name] = TableDelivery(table.name, "absent")
                 continue
-            plan = ledger.plan_table(conn, destination, table.name, table.keys, folder / f"t{i}")
             report.tables[table.name] = TableDelivery(
                 table.name,
                 "pushed" if plan.needs_job else "unchanged",
@@ -152,6 +157,17 @@ def _plan(
             )
             plans.append(plan)
     return [plan for plan in plans if plan.needs_job]
+
+
+def _plan_table(
+    conn: ledger.LedgerConnection, destination: str, table: PushTable, folder: Path
+) -> ledger.TablePlan | None:
+    """The table's plan; None when the warehouse has no such table yet."""
+    if not isinstance(conn, duckdb.DuckDBPyConnection):
+        return plan_table_pg(conn, destination, table.name, table.keys, folder)
+    if not table_exists(conn, table.name):
+        return None
+    return ledger.plan_table(conn, destination, table.name, table.keys, folder)
 
 
 def _submit_within_limit(

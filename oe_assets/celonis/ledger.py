@@ -12,20 +12,33 @@ REPLACE job, which also clears whatever an earlier, forgotten push left there.
 
 Planning writes the chunks (Parquet, each well under Celonis's 1 GB) and the keys to record into a
 folder, so that the warehouse is open only while planning and confirming, never during uploads.
+
+The ledger lives in the warehouse, DuckDB's or PostgreSQL's, written by the same SQL
+(:func:`ledger_ddl`, :func:`_execute`): what differs is the column types, the placeholders, and
+where :func:`confirm` reads the planned keys from (the Parquet files on DuckDB, temporary tables
+they are copied into on PostgreSQL). Planning itself is DuckDB's on both; a PostgreSQL table is
+planned in a DuckDB copy (:mod:`oe_assets.celonis.ledger_pg`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 from oe_assets.celonis.errors import CelonisError
 from oe_assets.celonis.schema import PARQUET_TYPES, PushColumn, push_columns
+from oe_assets.warehouse.postgres.connect import PgConnection, copy_in
+from oe_assets.warehouse.postgres.locks import create_missing_tables
+from oe_assets.warehouse.postgres.types import postgres_type
 from oe_assets.warehouse.reading import scalar_count
-from oe_assets.warehouse.sql import quote_ident
+from oe_assets.warehouse.sql import quote_ident, quote_literal
 
 ROWS = "_oe_celonis_rows"
 TABLES = "_oe_celonis_tables"
@@ -33,22 +46,72 @@ SUBMISSIONS = "_oe_celonis_submissions"
 CHUNK_BYTES = "256MB"
 """Parquet chunk size: far below Celonis's 1 GB limit per chunk, few chunks per job."""
 _STAGE = "_oe_push_rows"
-_LEDGER_DDL = (
-    # No PRIMARY KEY: its index would cost more than the push itself on millions of rows; confirm()
-    # keeps (destination, target, row_key) unique by deleting a key before inserting it again.
-    f"CREATE TABLE IF NOT EXISTS {ROWS} (destination VARCHAR NOT NULL, target VARCHAR NOT NULL, "
-    "row_key VARCHAR NOT NULL, row_hash UBIGINT NOT NULL)",
-    f"CREATE TABLE IF NOT EXISTS {TABLES} (destination VARCHAR NOT NULL, target VARCHAR NOT NULL, "
-    "columns JSON NOT NULL, row_count BIGINT NOT NULL, job_id VARCHAR, confirmed_at TIMESTAMP NOT NULL, "
-    "PRIMARY KEY (destination, target))",
-    f"CREATE TABLE IF NOT EXISTS {SUBMISSIONS} (destination VARCHAR NOT NULL, target VARCHAR NOT NULL, "
-    "job_id VARCHAR NOT NULL, submitted_at TIMESTAMP NOT NULL)",
-)
+_CONFIRMED, _DELETED = "confirmed", "deleted"
+"""The plan's folders of keys to record (key, hash) and of keys deleted (key)."""
+
+LedgerConnection = duckdb.DuckDBPyConnection | PgConnection
+"""The warehouse the ledger is kept in."""
 
 
-def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
-    for statement in _LEDGER_DDL:
-        conn.execute(statement)
+def ledger_ddl(type_of: Callable[[str], str] = str) -> dict[str, str]:
+    """Each ledger table's ``CREATE TABLE``, its columns of the DuckDB types ``type_of`` names in
+    the warehouse's dialect (PostgreSQL: :func:`~oe_assets.warehouse.postgres.types.postgres_type`,
+    the types the warehouse copy gives the same tables)."""
+    text, hash_, json_, count, stamp = map(type_of, ("VARCHAR", "UBIGINT", "JSON", "BIGINT", "TIMESTAMP"))
+    return {
+        # No PRIMARY KEY: its index would cost more than the push itself on millions of rows; confirm()
+        # keeps (destination, target, row_key) unique by deleting a key before inserting it again.
+        ROWS: f"CREATE TABLE IF NOT EXISTS {ROWS} (destination {text} NOT NULL, target {text} NOT NULL, "
+        f"row_key {text} NOT NULL, row_hash {hash_} NOT NULL)",
+        TABLES: f"CREATE TABLE IF NOT EXISTS {TABLES} (destination {text} NOT NULL, target {text} NOT NULL, "
+        f"columns {json_} NOT NULL, row_count {count} NOT NULL, job_id {text}, confirmed_at {stamp} NOT NULL, "
+        "PRIMARY KEY (destination, target))",
+        SUBMISSIONS: f"CREATE TABLE IF NOT EXISTS {SUBMISSIONS} (destination {text} NOT NULL, "
+        f"target {text} NOT NULL, job_id {text} NOT NULL, submitted_at {stamp} NOT NULL)",
+    }
+
+
+@cache
+def _postgres_ddl() -> dict[str, str]:
+    """PostgreSQL's ledger, with an index to find a table's keys (PostgreSQL has no zone maps; a
+    push reads and deletes one table's keys among every table's)."""
+    ddl = ledger_ddl(postgres_type)
+    ddl[ROWS] += f"; CREATE INDEX IF NOT EXISTS {ROWS}_key ON {ROWS} (destination, target, row_key)"
+    return ddl
+
+
+def ensure_ledger(conn: LedgerConnection) -> None:
+    if isinstance(conn, duckdb.DuckDBPyConnection):
+        for statement in ledger_ddl().values():
+            conn.execute(statement)
+        return
+    with conn.transaction():
+        create_missing_tables(conn, _postgres_ddl())
+
+
+def _execute(conn: LedgerConnection, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    """Runs one of the ledger's statements, SQL both warehouses read with ``?`` placeholders (it
+    has no ``?`` nor ``%`` of its own); its rows, none for a statement that returns none."""
+    if isinstance(conn, duckdb.DuckDBPyConnection):
+        return conn.execute(statement, list(params)).fetchall()
+    cursor = conn.execute(statement.replace("?", "%s"), list(params))
+    return cursor.fetchall() if cursor.description else []
+
+
+@contextmanager
+def _transaction(conn: LedgerConnection) -> Iterator[None]:
+    """One transaction on either warehouse: all of the block's writes, or none."""
+    if not isinstance(conn, duckdb.DuckDBPyConnection):
+        with conn.transaction():
+            yield
+        return
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 @dataclass
@@ -80,12 +143,10 @@ class TablePlan:
         }
 
 
-def delivered_tables(conn: duckdb.DuckDBPyConnection, destination: str) -> dict[str, int]:
+def delivered_tables(conn: LedgerConnection, destination: str) -> dict[str, int]:
     """Tables Celonis confirmed at ``destination``, with the rows the warehouse had then."""
     ensure_ledger(conn)
-    rows = conn.execute(
-        f"SELECT target, row_count FROM {TABLES} WHERE destination = ?", [destination]
-    ).fetchall()
+    rows = _execute(conn, f"SELECT target, row_count FROM {TABLES} WHERE destination = ?", [destination])
     return {str(target): int(count) for target, count in rows}
 
 
@@ -188,7 +249,7 @@ def _write_upserts(conn: duckdb.DuckDBPyConnection, plan: TablePlan) -> None:
         source += f" WHERE rowid IN (SELECT __oe_rowid FROM {_STAGE} WHERE __oe_changed)"
     plan.upsert_files = _copy(conn, f"SELECT {selected} FROM {source}", [], plan.folder / "upserts")
     changed = f"SELECT __oe_key, __oe_hash FROM {_STAGE} WHERE __oe_changed"
-    _copy(conn, changed, [], plan.folder / "confirmed")
+    _copy(conn, changed, [], plan.folder / _CONFIRMED)
 
 
 def _plan_deletes(conn: duckdb.DuckDBPyConnection, plan: TablePlan, destination: str) -> None:
@@ -206,7 +267,7 @@ def _plan_deletes(conn: duckdb.DuckDBPyConnection, plan: TablePlan, destination:
     )
     params = [destination, plan.target]
     plan.delete_files = _copy(conn, f"SELECT {keys} FROM ({gone})", params, plan.folder / "deletes")
-    _copy(conn, f"SELECT row_key FROM ({gone})", params, plan.folder / "deleted")
+    _copy(conn, f"SELECT row_key FROM ({gone})", params, plan.folder / _DELETED)
 
 
 def _copy(conn: duckdb.DuckDBPyConnection, query: str, params: list[str], folder: Path) -> list[Path]:
@@ -221,62 +282,93 @@ def _path(folder: Path) -> str:
     return str(folder).replace("'", "''")
 
 
-def confirm(conn: duckdb.DuckDBPyConnection, destination: str, plan: TablePlan, job_id: str) -> None:
+def confirm(conn: LedgerConnection, destination: str, plan: TablePlan, job_id: str) -> None:
     """Record a push Celonis finished with DONE, in one transaction (all of it, or nothing)."""
     ensure_ledger(conn)
     params = [destination, plan.target]
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with _transaction(conn):
+        planned = _planned_keys(conn, plan.folder)
         if plan.mode == "REPLACE":
-            conn.execute(f"DELETE FROM {ROWS} WHERE destination = ? AND target = ?", params)
+            _execute(conn, f"DELETE FROM {ROWS} WHERE destination = ? AND target = ?", params)
         else:
-            for part in ("deleted", "confirmed"):  # keys gone, and keys about to be recorded anew
-                if (plan.folder / part).exists():
-                    conn.execute(
-                        f"DELETE FROM {ROWS} WHERE destination = ? AND target = ? AND row_key IN "
-                        f"(SELECT {'row_key' if part == 'deleted' else '__oe_key'} "
-                        f"FROM read_parquet('{_path(plan.folder / part)}/*.parquet'))",
+            for part, key in _REPLACED_KEYS:
+                if part in planned:
+                    _execute(
+                        conn,
+                        f"DELETE FROM {ROWS} WHERE destination = ? AND target = ? "
+                        f"AND row_key IN (SELECT {key} FROM {planned[part]})",
                         params,
                     )
-        if (plan.folder / "confirmed").exists():
-            conn.execute(
-                f"INSERT INTO {ROWS} SELECT ?, ?, __oe_key, __oe_hash "
-                f"FROM read_parquet('{_path(plan.folder / 'confirmed')}/*.parquet')",
+        if _CONFIRMED in planned:
+            _execute(
+                conn,
+                f"INSERT INTO {ROWS} SELECT ?, ?, __oe_key, __oe_hash FROM {planned[_CONFIRMED]}",
                 params,
             )
         _record_table(conn, destination, plan, job_id)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
-def _record_table(conn: duckdb.DuckDBPyConnection, destination: str, plan: TablePlan, job_id: str) -> None:
+_REPLACED_KEYS = ((_DELETED, "row_key"), (_CONFIRMED, "__oe_key"))
+"""A DELTA's keys whose ledger rows go: the keys deleted, and the keys about to be recorded anew."""
+_PLANNED_COLUMNS = {_CONFIRMED: "__oe_key, __oe_hash", _DELETED: "row_key"}
+_PLANNED_TYPES = {
+    _CONFIRMED: f"__oe_key {postgres_type('VARCHAR')}, __oe_hash {postgres_type('UBIGINT')}",
+    _DELETED: f"row_key {postgres_type('VARCHAR')}",
+}
+"""The columns of the plan's key files, and their types in PostgreSQL."""
+
+
+def _planned_keys(conn: LedgerConnection, folder: Path) -> dict[str, str]:
+    """Where :func:`confirm` reads each of the plan's key files that exists from: the Parquet files
+    on DuckDB; on PostgreSQL, a temporary table they are copied into (dropped at commit)."""
+    found = {part: folder / part for part in _PLANNED_COLUMNS if (folder / part).exists()}
+    files = {part: f"read_parquet({quote_literal(f'{path}/*.parquet')})" for part, path in found.items()}
+    if isinstance(conn, duckdb.DuckDBPyConnection):
+        return files
+    tables: dict[str, str] = {}
+    with duckdb.connect() as reader:
+        for part, source in files.items():
+            table = f"_oe_push_{part}"
+            conn.execute(f"CREATE TEMP TABLE {table} ({_PLANNED_TYPES[part]}) ON COMMIT DROP")
+            select = f"SELECT {_PLANNED_COLUMNS[part]} FROM {source}"
+            copy_in(reader, select, conn, f"{table} ({_PLANNED_COLUMNS[part]})", f"{ROWS} ({part} keys)")
+            tables[part] = table
+    return tables
+
+
+def _record_table(conn: LedgerConnection, destination: str, plan: TablePlan, job_id: str) -> None:
+    """The table's declared columns and rows, replacing what an earlier push recorded (a delete and
+    an insert: a ledger copied into PostgreSQL has no primary key to upsert on)."""
     columns = json.dumps([c.declared() for c in plan.columns])
-    conn.execute(
-        f"INSERT OR REPLACE INTO {TABLES} VALUES (?, ?, ?, ?, ?, timezone('UTC', now()))",
+    _execute(conn, f"DELETE FROM {TABLES} WHERE destination = ? AND target = ?", [destination, plan.target])
+    _execute(
+        conn,
+        f"INSERT INTO {TABLES} VALUES (?, ?, ?, ?, ?, timezone('UTC', now()))",
         [destination, plan.target, columns, plan.warehouse_rows, job_id],
     )
 
 
-def record_submissions(
-    conn: duckdb.DuckDBPyConnection, destination: str, jobs: list[tuple[str, str]]
-) -> None:
+def record_submissions(conn: LedgerConnection, destination: str, jobs: list[tuple[str, str]]) -> None:
     """Jobs we submitted (target, job id): the hourly budget counts them."""
     ensure_ledger(conn)
-    for target, job_id in jobs:
-        conn.execute(
-            f"INSERT INTO {SUBMISSIONS} VALUES (?, ?, ?, timezone('UTC', now()))",
-            [destination, target, job_id],
-        )
+    if not jobs:
+        return
+    values = ", ".join(["(?, ?)"] * len(jobs))
+    _execute(
+        conn,
+        f"INSERT INTO {SUBMISSIONS} SELECT ?, target, job_id, timezone('UTC', now()) "
+        f"FROM (VALUES {values}) AS jobs (target, job_id)",
+        [destination, *(value for job in jobs for value in job)],
+    )
 
 
-def submitted_this_hour(conn: duckdb.DuckDBPyConnection, destination: str) -> int:
+def submitted_this_hour(conn: LedgerConnection, destination: str) -> int:
     """Our submissions since the full UTC hour (Celonis counts 250 per team from the full hour)."""
     ensure_ledger(conn)
-    return scalar_count(
+    rows = _execute(
         conn,
         f"SELECT count(*) FROM {SUBMISSIONS} WHERE destination = ? "
         "AND submitted_at >= date_trunc('hour', timezone('UTC', now()))",
         [destination],
     )
+    return int(rows[0][0])

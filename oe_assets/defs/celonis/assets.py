@@ -4,7 +4,8 @@ Two push steps, one per refresh job: the process contexts' tables with the event
 logs (daily partitions, like their tables), and the catalog (digital processes, accounts). Each
 asset is one table in the pool, downstream of its warehouse table, with a check that the pool
 holds as many rows as the warehouse. While ``CELONIS_URL`` is unset the assets are in no job and
-their description says so.
+their description says so. From a PostgreSQL warehouse, the step holds the push locks of its
+tables (:mod:`oe_assets.celonis.service_pg`): runs on other machines pushing them wait.
 """
 
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import dagster as dg
 
 from oe_assets.celonis import CelonisHourlyLimit, PushOutcome, PushTable, push_and_reload
 from oe_assets.celonis.delivery import TableDelivery
+from oe_assets.celonis.service_pg import push_and_reload_pg
 from oe_assets.config import settings
 from oe_assets.model.data_model import DataModel
 from oe_assets.orchestration.metadata import OWNERS
@@ -85,16 +87,20 @@ def build_push_asset(
     def push(
         context: dg.AssetExecutionContext, celonis: CelonisResource, warehouse: WarehouseResource
     ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        pushed = [t for t, _ in tables]
+        options: dict[str, Any] = {
+            "model": model,
+            "model_name": celonis.data_model,
+            "jobs_per_hour": celonis.jobs_per_hour,
+        }
         try:
             with celonis.open_api() as api:
-                outcome = push_and_reload(
-                    api,
-                    warehouse.get_connection,
-                    [t for t, _ in tables],
-                    model=model,
-                    model_name=celonis.data_model,
-                    jobs_per_hour=celonis.jobs_per_hour,
-                )
+                if warehouse.on_postgres:
+                    with warehouse.postgres() as pg:
+                        timeout = warehouse.lock_timeout_seconds
+                        outcome = push_and_reload_pg(api, pg, pushed, lock_timeout_seconds=timeout, **options)
+                else:
+                    outcome = push_and_reload(api, warehouse.get_connection, pushed, **options)
         except CelonisHourlyLimit as limit:
             if not any(tag in context.run.tags for tag in AUTOMATION_TAGS):
                 raise
