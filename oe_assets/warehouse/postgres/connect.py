@@ -8,21 +8,20 @@ STDIN``: DuckDB writes them as CSV, PostgreSQL reads the CSV, never a row at a t
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import duckdb
 import psycopg
+from pyarrow import csv as pa_csv
 
 from oe_assets.config.secret import redact
 from oe_assets.warehouse.postgres.url import PostgresUrl
-from oe_assets.warehouse.sql import quote_literal
 
 PgConnection = psycopg.Connection[tuple[object, ...]]
-CHUNK_BYTES = 1 << 20
+COPY_BATCH_ROWS = 50_000
+"""Rows per piece of a COPY: what the client holds of a table at once."""
 CONNECTION_TIMEOUTS = {
     "connect_timeout": 10,
     # A server that vanishes without closing the connection (a network cut, a host gone) ends the
@@ -104,21 +103,24 @@ def copy_in(
 ) -> int:
     """The rows of DuckDB's ``select`` into PostgreSQL's ``target`` (``table (columns)``) with one
     ``COPY FROM STDIN``; returns the rows PostgreSQL took. A value PostgreSQL refuses is a
-    :class:`PostgresWarehouseError` naming ``what`` (the table) and the line."""
-    handle, name = tempfile.mkstemp(prefix="oe_copy_", suffix=".csv")
-    os.close(handle)
-    csv = Path(name)
+    :class:`PostgresWarehouseError` naming ``what`` (the table) and the line.
+
+    The rows stream as CSV written by Arrow, a batch at a time: an empty string is ``""``, NULL an
+    empty field, a double its shortest exact form (``inf``, ``nan``), a time ISO-8601, as
+    PostgreSQL reads them; no file is written."""
+    options = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
     try:
-        source.execute(f"COPY ({select}) TO {quote_literal(str(csv))} (FORMAT csv, HEADER false)")
-        with conn.cursor() as cursor:
-            with cursor.copy(f"COPY {target} FROM STDIN (FORMAT csv)") as copy, csv.open("rb") as data:
-                while chunk := data.read(CHUNK_BYTES):
-                    copy.write(chunk)
+        # The reader is closed however the COPY ends: DuckDB cannot close a connection whose
+        # result is still being read (a lost PostgreSQL connection would leave it spinning).
+        with source.execute(select).to_arrow_reader(COPY_BATCH_ROWS) as batches, conn.cursor() as cursor:
+            with cursor.copy(f"COPY {target} FROM STDIN (FORMAT csv)") as copy:
+                for batch in batches:
+                    buffer = io.BytesIO()
+                    pa_csv.write_csv(batch, buffer, options)
+                    copy.write(buffer.getbuffer())
             return cursor.rowcount
     except psycopg.errors.DataError as error:
         context = (error.diag.context or "").splitlines()[0] if error.diag.context else ""
         raise PostgresWarehouseError(
             f"{what}: PostgreSQL refused a value ({reason_of(error)}; {context}); nothing was written"
         ) from None
-    finally:
-        csv.unlink(missing_ok=True)
