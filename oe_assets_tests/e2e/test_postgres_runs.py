@@ -27,10 +27,12 @@ from oe_assets.orchestration.resources import WarehouseResource
 from oe_assets.simulator import SimulatorServer
 from oe_assets_tests.support.crash_points import (
     CRASH_AT_ENV,
+    EVENT_LOG_BEFORE_COMMIT,
     MARKER,
     PAUSE_AT_ENV,
     PAUSE_MARKER,
     PAUSE_SECONDS_ENV,
+    RAW_BEFORE_COMMIT,
     after_delete,
     after_first_batch,
 )
@@ -154,9 +156,18 @@ def test_different_days_write_at_once_and_the_same_day_twice_waits_and_lands_onc
     assert comparison.exact, comparison
 
 
+KILLED_WRITES = {
+    RAW_BEFORE_COMMIT: "SELECT count(*), max(loaded_at) FROM raw_process_contexts WHERE partition_date = '{day}'",
+    after_delete("execution_context"): "SELECT count(*), max(_oe_loaded_at) FROM execution_context WHERE _oe_partition = '{day}'",
+    after_first_batch("execution_context"): "SELECT count(*), max(_oe_loaded_at) FROM execution_context WHERE _oe_partition = '{day}'",
+    EVENT_LOG_BEFORE_COMMIT: "SELECT count(*), max(last_modified) FROM event_log WHERE created_at::date = '{day}'",
+}  # fmt: skip
+"""Each point a run is killed at, and what the write it stopped holds of the day."""
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("point", [after_delete("execution_context"), after_first_batch("execution_context")])
-def test_a_run_killed_mid_publish_keeps_the_partition_and_a_rerun_completes_it(
+@pytest.mark.parametrize("point", list(KILLED_WRITES))
+def test_a_run_killed_mid_write_keeps_the_partition_and_a_rerun_completes_it(
     pg_warehouse: PostgresWarehouse, tmp_path: Path, point: str
 ) -> None:
     with (
@@ -167,21 +178,18 @@ def test_a_run_killed_mid_publish_keeps_the_partition_and_a_rerun_completes_it(
         for result in light_full_load(defs, instance, world_days(server)):
             assert result.success, failure_text(result)
         day = _busiest_days(server)[0]
-        before = pg_warehouse.query(
-            f"SELECT count(*), max(_oe_loaded_at) FROM execution_context WHERE _oe_partition = '{day}'"
-        )
+        before = pg_warehouse.query(KILLED_WRITES[point].format(day=day))
         _change_a_context(server, day)
         killed = subprocess.run(victim_command("--partition", day.isoformat()), cwd=ROOT,
                                 env=pg_warehouse.env(server, tmp_path / "home", **{CRASH_AT_ENV: point}),
                                 capture_output=True, text=True, timeout=TIMEOUT, check=False)  # fmt: skip
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
         assert f"{MARKER} {point}" in killed.stderr
-        after = pg_warehouse.query(
-            f"SELECT count(*), max(_oe_loaded_at) FROM execution_context WHERE _oe_partition = '{day}'"
-        )
-        assert after == before  # the kill rolled the publish back: the partition is as it was
+        after = pg_warehouse.query(KILLED_WRITES[point].format(day=day))
+        assert after == before  # the kill rolled the write back: the day is as it was
         rerun = run_job(defs, instance, LIGHT_CONTEXTS_JOB, partition_key=day.isoformat())
         assert rerun.success, failure_text(rerun)
+        assert pg_warehouse.query(KILLED_WRITES[point].format(day=day)) != before  # what the kill stopped
     comparison = compare_with_simulator(
         pg_warehouse.as_duckdb(tmp_path / "seen.duckdb"), server.world.contexts(), [day]
     )

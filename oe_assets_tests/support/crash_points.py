@@ -122,8 +122,39 @@ def install_from_env() -> None:
 
 
 def _postgres_points(point: _Point) -> None:
-    """The family's points in PostgreSQL's publishing transaction (see the module's doc)."""
+    """The points in PostgreSQL's transactions (see the module's doc): the raw landing's and the
+    event log's last statement before COMMIT, and the family's publish."""
+    from oe_assets.landing import raw_contexts_pg
+    from oe_assets.process_mining import event_log_pg
     from oe_assets.warehouse.postgres import family
+
+    replace_quarantine = raw_contexts_pg._replace_quarantine
+
+    @functools.wraps(replace_quarantine)
+    def crashing_replace_quarantine(*args: Any) -> None:
+        replace_quarantine(*args)
+        point.reach(RAW_BEFORE_COMMIT)
+
+    raw_contexts_pg._replace_quarantine = crashing_replace_quarantine  # type: ignore[assignment]
+    take_turn, count = event_log_pg._take_turn, event_log_pg._count
+    counted = [0]  # the event log's counts in this merge: the second one follows the MERGE
+
+    @functools.wraps(take_turn)
+    def counting_take_turn(*args: Any, **kwargs: Any) -> None:
+        counted[0] = 0
+        take_turn(*args, **kwargs)
+
+    @functools.wraps(count)
+    def crashing_count(conn: Any, table: str) -> int:
+        rows = count(conn, table)
+        if table == event_log_pg.EVENT_LOG:
+            counted[0] += 1
+            if counted[0] == 2:
+                point.reach(EVENT_LOG_BEFORE_COMMIT)
+        return rows
+
+    event_log_pg._take_turn = counting_take_turn  # type: ignore[assignment]
+    event_log_pg._count = crashing_count  # type: ignore[assignment]
 
     delete_previous, copy_rows = family._delete_previous, family._copy_rows
 
