@@ -132,45 +132,51 @@ def test_a_failed_run_leaves_no_lock_file_and_debug_shows_dagsters_error(tmp_pat
     assert "not-the-secret-4711" not in debug.stdout + debug.stderr
 
 
-def test_a_warehouse_url_is_refused_in_one_sentence_that_shows_no_password(tmp_path: Path) -> None:
-    """A URL is no DuckDB file: DuckDB would create a folder named after it (``postgresql:``) and the
-    run would succeed, writing somewhere no one looks. Every command refuses it, naming the setting."""
-    url = "postgresql://oe:hunter2-4711@db.example:5432/oe"
+def test_warehouse_urls_are_refused_where_they_cannot_work_in_one_sentence_without_the_password(
+    tmp_path: Path,
+) -> None:
+    """A PostgreSQL URL is a warehouse for the graph (OE_WAREHOUSE), but not for the commands that
+    read a DuckDB file; any other URL is no warehouse: DuckDB would create a file named after it
+    and the run would succeed, writing somewhere no one looks. Every message names the setting and
+    never the password."""
+    url = "postgresql://oe:hunter2-4711@127.0.0.1:1/oe"
     env = clean_env(tmp_path, OE_WAREHOUSE=url)
-    expected = (
-        "OE_WAREHOUSE is a URL (postgresql:…), and a PostgreSQL warehouse is not supported yet: "
-        "set it to a DuckDB file path such as data/oe_warehouse.duckdb."
-    )
-    materialize = oe_assets(["materialize", "--start", "2025-01-01"], env, tmp_path)
-    assert (materialize.returncode, materialize.stderr) == (1, f"oe-assets materialize failed: {expected}\n")
+    credentials = {"OE_CLIENT_ID": "id", "OE_CLIENT_SECRET": "secret-4711"}
+    materialize = oe_assets(["materialize", "--start", "2025-01-01"], {**env, **credentials}, tmp_path)
+    assert (materialize.returncode, materialize.stderr) == (
+        1, "oe-assets materialize failed: OE_WAREHOUSE postgresql://oe@127.0.0.1:1/oe: cannot connect: Connection refused\n",
+    )  # fmt: skip
     sql = oe_assets(["sql", "SELECT 1"], env, tmp_path)
     assert sql.returncode == 2
-    assert sql.stderr.endswith(f"oe-assets sql: error: argument --warehouse: {expected}\n")
+    assert sql.stderr.endswith(
+        "oe-assets sql: error: argument --warehouse: OE_WAREHOUSE is a PostgreSQL database "
+        "(postgresql://oe@127.0.0.1:1/oe), and oe-assets sql reads a DuckDB warehouse: give it a DuckDB file "
+        "with --warehouse, or query PostgreSQL with psql.\n"
+    )
     flag = oe_assets(
         ["export", "xes", "--out", "x.xes", "--warehouse", "s3://bucket/w.duckdb"],
         clean_env(tmp_path),
         tmp_path,
     )
     assert flag.returncode == 2
-    assert "--warehouse is a URL (s3:…), and oe_assets opens no warehouse by URL" in flag.stderr
-    (tmp_path / "dagster_home").mkdir()
+    assert "--warehouse is a URL (s3:…), and a warehouse is a DuckDB file path such as" in flag.stderr
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
     validate = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "definitions",
-            "validate",
-            "-m",
-            "oe_assets.definitions",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m", "oe_assets.definitions"],
+        cwd=tmp_path, env=clean_env(tmp_path, OE_WAREHOUSE="md:my_db"), capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
     assert validate.returncode != 0
-    assert expected in validate.stdout + validate.stderr
-    for result in (materialize, sql, flag, validate):
+    assert (
+        "OE_WAREHOUSE is a URL (md:…), and a warehouse is a DuckDB file path"
+        in validate.stdout + validate.stderr
+    )
+    postgres = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m", "oe_assets.definitions"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert postgres.returncode == 0, postgres.stdout + postgres.stderr  # a PostgreSQL warehouse loads
+    for result in (materialize, sql, flag, validate, postgres):
         assert "hunter2-4711" not in result.stdout + result.stderr
     assert not (tmp_path / "postgresql:").exists()
+    assert not (tmp_path / "md:my_db").exists()
