@@ -24,6 +24,7 @@ import yaml
 from dagster._config import process_config, resolve_to_config_type
 from dagster._core.errors import DagsterInvalidConfigError
 from dagster._core.instance.config import dagster_instance_config
+from dagster_k8s import K8sRunLauncher
 from dagster_postgres.event_log import PostgresEventLogStorage
 from dagster_postgres.run_storage import PostgresRunStorage
 from dagster_postgres.schedule_storage import PostgresScheduleStorage
@@ -446,6 +447,10 @@ def test_the_instance_the_chart_renders_is_valid_for_dagster(tmp_path: Path) -> 
         "runs": {"max_concurrent_runs": 4},
     }
     assert config["run_launcher"]["config"]["env_secrets"] == [SECRET]
+    # The release's own names (the chart derives them from the release) complete the launcher.
+    launcher = {**instance["run_launcher"]["config"], "instance_config_map": "oe-assets-instance"}
+    checked = process_config(resolve_to_config_type(K8sRunLauncher.config_type()), launcher)
+    assert checked.success, checked.errors
     for block, (module, cls) in STORAGES.items():
         assert getattr(importlib.import_module(module), cls.__name__) is cls
         result = process_config(resolve_to_config_type(cls.config_type()), instance[block]["config"])
