@@ -9,6 +9,7 @@ are left out: they differ between two runs on any warehouse.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from pathlib import Path
 
@@ -16,16 +17,26 @@ import dagster as dg
 import duckdb
 import pytest
 
+from oe_assets.core.timestamps import format_oe_timestamp
 from oe_assets.definitions import build_definitions
 from oe_assets.orchestration.resources import WarehouseResource
 from oe_assets.orchestration.runner import GraphRunReport, run_whole_graph
 from oe_assets.simulator import SimulatorServer
+from oe_assets.warehouse.postgres.copy import copy_warehouse
 from oe_assets_tests.support.helpers import created_day
 from oe_assets_tests.support.postgres import PostgresServer
 from oe_assets_tests.support.twin import connect, duckdb_table, postgres_table
 
 RUN_STAMPS = frozenset(
-    {"_oe_loaded_at", "loaded_at", "first_seen", "first_seen_at", "last_seen_at", "observed_at", "quarantined_at"}
+    {
+        "_oe_loaded_at",
+        "loaded_at",
+        "first_seen",
+        "first_seen_at",
+        "last_seen_at",
+        "observed_at",
+        "quarantined_at",
+    }
 )
 """Columns holding when a run did something: different for two runs of the same data."""
 POSTGRES_ONLY = frozenset({"physical_name"})
@@ -92,3 +103,44 @@ def test_the_whole_graph_on_postgresql_holds_duckdbs_rows_and_passes_the_same_ch
     assert len(tables) > 30
     assert long_names is not None
     assert long_names[0] > 0, "the simulator's deepest tables have names PostgreSQL cannot hold"
+
+
+@pytest.mark.slow
+def test_a_duckdb_warehouse_copied_into_postgresql_goes_on_there_as_on_duckdb(
+    simulator: SimulatorServer,
+    resources: dict[str, object],
+    warehouse_path: Path,
+    postgres_server: PostgresServer,
+    tmp_path: Path,
+) -> None:
+    """Moving over: `oe-assets warehouse copy --to URL`, then the graph runs on PostgreSQL. A refresh
+    that changes contexts and brings a new key gives the same rows as the same refresh on DuckDB."""
+    days = sorted({created_day(c) for c in simulator.world.contexts()})
+    on_postgres = postgres_resources(resources, postgres_server, tmp_path)
+    warehouse = on_postgres["warehouse"]
+    assert isinstance(warehouse, WarehouseResource)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_whole_graph(build_definitions(resources), days[0], days[-1], instance=instance).success
+        with duckdb.connect(str(warehouse_path), read_only=True) as duck:
+            copy_warehouse(duck, warehouse.postgres_target())
+        changed = copy.deepcopy(simulator.world.contexts()[0])
+        changed["context"]["moved.over"] = {"lines": [{"n": 1}, {"n": 2}]}
+        changed["metadata"]["updatedAt"] = format_oe_timestamp(simulator.world.now)
+        simulator.world.put_context(changed)
+        duck_report = run_whole_graph(build_definitions(resources), days[0], days[-1], instance=instance)
+        pg_report = run_whole_graph(build_definitions(on_postgres), days[0], days[-1], instance=instance)
+    assert duck_report.success, duck_report.failure_details
+    assert pg_report.success, pg_report.failure_details
+    assert _check_outcomes(pg_report) == _check_outcomes(duck_report)
+    with (
+        duckdb.connect(str(warehouse_path), read_only=True) as duck,
+        connect(postgres_server, warehouse.postgres_target().database) as pg,
+    ):
+        tables = [str(t) for (t,) in duck.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+        assert "execution_context$context&moved.over$lines" in tables
+        differing = [
+            t
+            for t in tables
+            if _without_stamps(duckdb_table(duck, t)) != _without_stamps(postgres_table(pg, t))
+        ]
+    assert differing == []
