@@ -312,6 +312,23 @@ def _postgres_copy(main: Report) -> list[str]:
     ]
 
 
+def _postgres_warehouse(main: Report) -> list[str]:
+    load = main.get("postgres_warehouse")
+    if not load:
+        return []
+    lines = [f"PostgreSQL warehouse ({load['target']}), the same contexts loaded with its write path:"]
+    for name, figures in load.items():
+        if not isinstance(figures, dict):
+            continue
+        rows = _equal(figures["rows_equal_to_ours"], "ours")
+        lines.append(
+            f"  {name.replace('_', ' '):<22} {figures['runs']:>3} run(s) {figures['seconds']:>7,.1f} s  "
+            f"{_num(figures['ratio_to_ours'], 2)}x ours on DuckDB ({figures['ours_wall_seconds']:,.1f} s); "
+            f"rows {rows}; peak RSS {megabytes(figures['peak_rss_bytes'])}"
+        )
+    return lines
+
+
 def _push(main: Report) -> list[str]:
     push = main.get("celonis_push")
     if not push:
@@ -350,6 +367,7 @@ def _comparison(main: Report | None) -> list[str]:
         *_writer_alone(main),
         *_exports(main),
         *_postgres_copy(main),
+        *_postgres_warehouse(main),
         *_push(main),
     ]
 

@@ -336,3 +336,36 @@ def test_the_copy_into_postgresql_is_timed_checked_and_reported(
     )
     assert postgres_server.password not in json.dumps(result) + text
     assert "Copy into PostgreSQL" not in format_report(_report_of({**result, "postgres_copy": None}))
+
+
+def test_the_postgresql_warehouse_load_is_timed_checked_and_reported(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """One run over every day, then daily runs 1, 2 and 4 at a time, each into an emptied schema
+    with the rows ours has; the password stays out of the children's command lines and the report."""
+    database = postgres_server.create_database("bench_warehouse")
+    url = f"postgresql://{postgres_server.user}:{postgres_server.password}@127.0.0.1:{postgres_server.port}/{database}"
+    config = BenchConfig(
+        work_dir=tmp_path / "work", days=3, scale=[], warehouse=parse_postgres_url(url, "--warehouse")
+    )
+    result = run_size(config, N, False, lambda _line: None, ["postgres_warehouse"])
+    load = result["postgres_warehouse"]
+    assert load["days"] == 3
+    runs = {name: figures for name, figures in load.items() if isinstance(figures, dict)}
+    assert sorted(runs) == [
+        "daily_runs_1_at_once",
+        "daily_runs_2_at_once",
+        "daily_runs_4_at_once",
+        "single_run",
+    ]
+    for name, figures in runs.items():
+        assert figures["rows_equal_to_ours"], name
+        assert figures["rows"] == result["rows"]["ours_total_rows"], name
+        assert 0 < figures["seconds"] < figures["wall_seconds"], name
+    assert (runs["single_run"]["runs"], runs["daily_runs_4_at_once"]["runs"]) == (1, 3)
+    landed = postgres_server.query(database, "SELECT count(*) FROM oe_bench_load.execution_context")
+    assert landed == [(N,)]
+    text = format_report(_report_of(result))
+    assert "PostgreSQL warehouse (postgresql://" in text
+    assert "daily runs 2 at once" in text
+    assert postgres_server.password not in json.dumps(result) + text
