@@ -15,15 +15,18 @@ import duckdb
 import psycopg
 import pytest
 
+from oe_assets.config.secret import Secret
 from oe_assets.flatten import CONTEXTS, Flattener, SchemaRegistry, TableFamily
 from oe_assets.simulator import SimulatorServer
 from oe_assets.warehouse import load_registry, replace_all, replace_partition
 from oe_assets.warehouse.postgres import catalog
-from oe_assets.warehouse.postgres.connect import PostgresWarehouseError
+from oe_assets.warehouse.postgres.connect import OLDEST_SERVER, PostgresWarehouseError, connected
 from oe_assets.warehouse.postgres.family import replace_partition_pg
 from oe_assets.warehouse.postgres.names import MAX_IDENTIFIER_BYTES
+from oe_assets.warehouse.postgres.url import PostgresUrl
 from oe_assets_tests.support.helpers import created_day
 from oe_assets_tests.support.postgres import PostgresServer
+from oe_assets_tests.support.tcp_cut import cutting_proxy
 from oe_assets_tests.support.twin import connect, differing_tables, physical_names, postgres_table
 
 FAM = TableFamily("t", ("id",), "t_id")
@@ -211,3 +214,45 @@ def test_doubles_widened_to_text_read_as_on_duckdb(twin: Twin) -> None:
     assert twin.differences() == {}
     texts = {dict(row)["v"] for row in postgres_table(twin.pg, "t")}
     assert texts == {repr(v) for v in DOUBLES} | {"now text"}
+
+
+def test_a_connection_lost_mid_publish_leaves_the_day_and_a_rerun_completes_it(twin: Twin) -> None:
+    """A proxy cuts the connection while the day's rows stream into COPY: PostgreSQL rolls the
+    publish back (the day as it was), and the same write again lands it as DuckDB has it."""
+    day = "2024-03-01"
+    twin.write(FAM, day, [{"id": "kept", "v": 1}])
+    before = postgres_table(twin.pg, "t")
+    documents = [
+        {"id": str(i), "text": "x" * 200, "items": [{"n": n} for n in range(5)]} for i in range(20_000)
+    ]
+    server = twin.server
+    with cutting_proxy(server.port, cut_after_bytes=3_000_000) as proxy:
+        cut = psycopg.connect(host="127.0.0.1", port=proxy.port, user=server.user, password=server.password,
+                              dbname=twin.database, autocommit=True)  # fmt: skip
+        batches = _batches(catalog.load_registry(cut, FAM), FAM, day, (documents,))
+        with pytest.raises(psycopg.OperationalError):
+            replace_partition_pg(cut, FAM, day, batches)
+        cut.close()
+    assert proxy.cuts == 1
+    assert postgres_table(twin.pg, "t") == before
+    twin.write(FAM, day, documents)
+    assert twin.differences() == {}
+
+
+def test_a_server_older_than_the_warehouse_needs_is_one_sentence(twin: Twin) -> None:
+    """The warehouse needs PostgreSQL 15 (MERGE); the check reads the server's own version, shown
+    here by asking for one more major version than the test server has."""
+    target = PostgresUrl(
+        twin.server.host, twin.server.port, twin.server.user, twin.database, Secret(twin.server.password)
+    )
+    version = twin.pg.info.server_version
+    with (
+        pytest.raises(PostgresWarehouseError) as refused,
+        connected(target, "OE_WAREHOUSE", oldest=(version // 10000 + 1) * 10000),
+    ):
+        pass
+    major = version // 10000
+    assert str(refused.value).startswith(f"OE_WAREHOUSE {target.shown}: the server runs PostgreSQL {major}.")
+    assert str(refused.value).endswith(f"and the warehouse needs {major + 1} or newer")
+    with connected(target, "OE_WAREHOUSE", oldest=OLDEST_SERVER) as conn:
+        assert conn.info.server_version >= OLDEST_SERVER
