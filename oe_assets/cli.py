@@ -705,6 +705,12 @@ def _add_bench(sub: _Commands) -> None:
         action="store_true",
         help="do not time the OCEL 2.0 and XES exports of the comparison size",
     )
+    _add_bench_postgres(bench)
+    bench.set_defaults(func=cmd_bench)
+
+
+def _add_bench_postgres(bench: argparse.ArgumentParser) -> None:
+    """The bench's PostgreSQL measurements (each needs a server, so each is asked for)."""
     bench.add_argument(
         "--copy-to",
         type=_postgres_option("--copy-to"),
@@ -720,7 +726,6 @@ def _add_bench(sub: _Commands) -> None:
         help="also load the comparison size into a PostgreSQL warehouse in this database (schema "
         "oe_bench_load): one run, then daily runs 1, 2 and 4 at a time",
     )
-    bench.set_defaults(func=cmd_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
