@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 
@@ -187,7 +188,7 @@ def scratch_tables(
         f"SELECT table_name, parent_table, json_path FROM {TABLES_TABLE} WHERE family = ? ORDER BY first_seen, table_name",
         [family.root_table],
     ).fetchall()
-    described: dict[str, dict[str, tuple[object, object]]] = {}
+    described: dict[str, dict[str, tuple[Any, str | None]]] = {}
     for table, column, json_path, dtype in scratch.execute(
         f"SELECT c.table_name, c.column_name, c.json_path, c.data_type FROM {COLUMNS_TABLE} c "
         f"JOIN {TABLES_TABLE} t USING (table_name) WHERE t.family = ?",
@@ -197,12 +198,7 @@ def scratch_tables(
     types, not_null = all_table_columns(scratch), _not_null_columns(scratch)
     tables = []
     for name, parent, path in registered:
-        known = described.get(name, {})
-        columns = {
-            column: BatchColumn(dtype if known.get(column, (None, dtype))[1] is not None else None,
-                                known.get(column, (None, None))[0])  # type: ignore[arg-type]
-            for column, dtype in types.get(name, {}).items()
-        }  # fmt: skip
+        columns = _batch_columns(types.get(name, {}), described.get(name, {}))
         tables.append(
             ScratchTable(
                 name,
@@ -214,6 +210,18 @@ def scratch_tables(
             )
         )
     return tables
+
+
+def _batch_columns(
+    types: dict[str, str], described: dict[str, tuple[Any, str | None]]
+) -> dict[str, BatchColumn]:
+    """Each scratch column as a batch would bring it: its type, or None while the catalog says it
+    held only NULLs (``data_type`` NULL), and its JSON path."""
+    columns = {}
+    for column, dtype in types.items():
+        path, registered_type = described.get(column, (None, dtype))
+        columns[column] = BatchColumn(dtype if registered_type is not None else None, path)
+    return columns
 
 
 def _not_null_columns(scratch: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
