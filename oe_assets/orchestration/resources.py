@@ -27,7 +27,14 @@ from oe_assets.warehouse.postgres.url import PostgresUrl
 _MASKED_FIELDS = frozenset({"client_secret", "api_key", "app_key", "postgres_password"})
 
 DUCKDB_POOL = "duckdb"
-"""Every op that opens the warehouse joins this pool; the instance's dagster.yaml limits it to 1."""
+"""Every op that opens the warehouse joins this pool; the one-machine dagster.yaml limits it to 1
+(a DuckDB file has one writer), the team's to 4 (PostgreSQL takes writers at once). Its name stays
+the one the instances' limits are set for."""
+
+
+def warehouse_kind() -> str:
+    """The kind the UI shows on the assets that live in the warehouse the settings name."""
+    return "postgres" if isinstance(settings.current().warehouse, PostgresUrl) else "duckdb"
 
 
 class OeApiResource(dg.ConfigurableResource):

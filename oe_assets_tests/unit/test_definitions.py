@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from oe_assets.config import settings
 from oe_assets.definitions import build_definitions
 from oe_assets.defs.automation.sensors import SENSOR_NAME
 from oe_assets.defs.celonis.assets import CELONIS_GROUP, POOL_ROWS_CHECK
@@ -112,3 +113,28 @@ def test_sensor_is_declared_and_explains_itself() -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     assert "updatedSince" in (sensor.description or "")
     assert {j.name for j in sensor.jobs} == {"refresh_process_contexts", "refresh_catalog"}
+
+
+def test_the_warehouse_assets_show_the_warehouse_the_settings_name() -> None:
+    """The UI's kind icon of every asset in the warehouse: DuckDB by default, PostgreSQL when
+    OE_WAREHOUSE is a postgresql:// URL (the graph is the same otherwise)."""
+    postgres = settings.Settings(warehouse=settings.parse_warehouse("postgresql://oe@db.example:5432/oe"))
+    kinds = {
+        name: {str(key): spec.kinds for key, spec in ((s.key, s) for s in _specs(config))}
+        for name, config in (("duckdb", settings.Settings()), ("postgres", postgres))
+    }
+    in_warehouse = {key for key, k in kinds["duckdb"].items() if "duckdb" in k}
+    assert len(in_warehouse) > 40
+    assert {key for key, k in kinds["postgres"].items() if "postgres" in k} == in_warehouse
+    assert not any("duckdb" in k for k in kinds["postgres"].values())
+    assert set(kinds["postgres"]) == set(kinds["duckdb"])
+
+
+def _specs(config: settings.Settings) -> list[dg.AssetSpec]:
+    defs = build_definitions(config=config)
+    return [
+        spec
+        for assets in defs.assets or []
+        if isinstance(assets, dg.AssetsDefinition)
+        for spec in assets.specs
+    ]

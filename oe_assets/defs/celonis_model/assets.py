@@ -20,7 +20,7 @@ from oe_assets.load.contexts_pg import write_landed_partitions_pg
 from oe_assets.model.declaration import DeclaredTable, FamilyDeclaration, ModelDeclaration
 from oe_assets.orchestration.metadata import OWNERS, Warehouse, family_tables, has_table, table_metadata
 from oe_assets.orchestration.partitions import CATALOG_REFRESH, CONTEXTS_REFRESH, REFRESH_TAG, partition_dates
-from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
+from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource, warehouse_kind
 from oe_assets.warehouse import WriteReport
 
 CELONIS_GROUP = "celonis_model"
@@ -74,7 +74,7 @@ def _outs(family: FamilyDeclaration) -> dict[str, dg.AssetOut]:
         output_name(table.name, i): dg.AssetOut(
             key=dg.AssetKey(table.asset_key),
             description=_DESCRIPTIONS.get(table.name) or describe_child(family, table),
-            kinds={"duckdb"},
+            kinds={warehouse_kind()},
             owners=OWNERS,
             tags={"layer": "celonis_model", "family": family.root_table, REFRESH_TAG: refresh},
             is_required=False,

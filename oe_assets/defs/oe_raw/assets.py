@@ -17,7 +17,7 @@ from oe_assets.landing.raw_contexts_pg import commit_stage_pg
 from oe_assets.landing.stage import ContextStage, stage_process_contexts
 from oe_assets.orchestration.metadata import OWNERS, Warehouse, markdown_table, table_metadata
 from oe_assets.orchestration.partitions import CATALOG_REFRESH, CONTEXTS_REFRESH, REFRESH_TAG, partition_dates
-from oe_assets.orchestration.resources import DUCKDB_POOL, OeApiResource, WarehouseResource
+from oe_assets.orchestration.resources import DUCKDB_POOL, OeApiResource, WarehouseResource, warehouse_kind
 
 RAW_GROUP = "oe_raw"
 OUTSIDE_CHECK = "no_contexts_outside_partitions"
@@ -141,7 +141,7 @@ def raw_contexts_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
             dg.AssetSpec(
                 RAW_CONTEXTS,
                 group_name=RAW_GROUP,
-                kinds={"duckdb", "python"},
+                kinds={warehouse_kind(), "python"},
                 owners=OWNERS,
                 tags={"layer": "raw", REFRESH_TAG: CONTEXTS_REFRESH},
                 description=RAW_CONTEXTS_DESCRIPTION,
@@ -223,7 +223,7 @@ def catalog_asset(
         name=table,
         group_name=RAW_GROUP,
         pool=DUCKDB_POOL,
-        kinds={"duckdb", "python"},
+        kinds={warehouse_kind(), "python"},
         owners=OWNERS,
         tags={"layer": "raw", REFRESH_TAG: CATALOG_REFRESH},
         description=description,

@@ -11,7 +11,7 @@ from oe_assets.landing.raw_contexts import RAW_CONTEXTS
 from oe_assets.landing.retention import MODEL_DELETED_AT
 from oe_assets.orchestration.metadata import OWNERS, Warehouse, markdown_table, row_count, table_metadata
 from oe_assets.orchestration.partitions import CONTEXTS_REFRESH, REFRESH_TAG, partition_dates
-from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
+from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource, warehouse_kind
 from oe_assets.process_mining.activity_log import ACTIVITY_LOG, rebuild_activity_log_partition
 from oe_assets.process_mining.activity_log_pg import rebuild_activity_log_partition_pg
 from oe_assets.process_mining.event_log import EVENT_LOG, merge_event_log_partition
@@ -79,7 +79,7 @@ def _partitioned_asset(
     name: str,
     deps: list[dg.AssetKey],
     description: str,
-    kinds: frozenset[str] = frozenset({"duckdb", "sql"}),
+    kinds: frozenset[str] = frozenset({"sql"}),
     **more: Any,
 ) -> Any:
     """The decorator the process-mining assets share: a daily-partitioned SQL asset, refreshed with the contexts."""
@@ -90,7 +90,7 @@ def _partitioned_asset(
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=DUCKDB_POOL,
-        kinds=set(kinds),
+        kinds={warehouse_kind(), *kinds},
         owners=OWNERS,
         tags={"layer": "process_mining", REFRESH_TAG: CONTEXTS_REFRESH},
         description=description,
@@ -170,7 +170,7 @@ def process_kpis_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDef
         PROCESS_KPIS,
         [dg.AssetKey([ACTIVITY_LOG]), _CTX],
         PROCESS_KPIS_DESCRIPTION,
-        kinds=frozenset({"duckdb", "polars"}),
+        kinds=frozenset({"polars"}),
     )
     def process_kpis(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         days, folder = partition_dates(context), warehouse.exports_folder()

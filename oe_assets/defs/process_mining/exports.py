@@ -18,7 +18,7 @@ from oe_assets.exports.source import MissingTablesError
 from oe_assets.exports.source_pg import build_ocel_pg, export_xes_pg
 from oe_assets.exports.xes import export_xes
 from oe_assets.orchestration.metadata import markdown_table
-from oe_assets.orchestration.resources import WarehouseResource
+from oe_assets.orchestration.resources import WarehouseResource, warehouse_kind
 from oe_assets.process_mining.activity_log import ACTIVITY_LOG
 
 OCEL_EXPORT = "ocel_export"
@@ -97,7 +97,11 @@ def report_metadata(reports: list[ExportReport]) -> dict[str, Any]:
 
 def ocel_export_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
     @_partitioned_asset(
-        partitions, OCEL_EXPORT, _deps(), OCEL_DESCRIPTION, kinds=frozenset({"duckdb", "json", "sqlite"})
+        partitions,
+        OCEL_EXPORT,
+        _deps(),
+        OCEL_DESCRIPTION,
+        kinds=frozenset({warehouse_kind(), "json", "sqlite"}),
     )
     def ocel_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         folder = warehouse.exports_folder()
@@ -115,7 +119,9 @@ def ocel_export_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefi
 
 
 def xes_export_asset(partitions: dg.DailyPartitionsDefinition) -> dg.AssetsDefinition:
-    @_partitioned_asset(partitions, XES_EXPORT, _deps(), XES_DESCRIPTION, kinds=frozenset({"duckdb", "xml"}))
+    @_partitioned_asset(
+        partitions, XES_EXPORT, _deps(), XES_DESCRIPTION, kinds=frozenset({warehouse_kind(), "xml"})
+    )
     def xes_export(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
         try:
             report = _xes_file(warehouse, warehouse.exports_folder() / XES_FILE)
