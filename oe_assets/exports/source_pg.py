@@ -5,9 +5,9 @@ Why pull rather than port the SQL: the exports are DuckDB SQL (``GROUP BY ALL``,
 ``ANTI JOIN``, ``isfinite``, :func:`~oe_assets.warehouse.sql.utc_timestamp`'s regular
 expressions, a value's text from ``::VARCHAR``) read as Arrow tables, and a file must hold the
 bytes a DuckDB warehouse with the same rows gives. So the columns an export reads are pulled in
-bulk with their types (:func:`~oe_assets.warehouse.postgres.pull.pull`) into a scratch, under
-the model's table and column names (a name over PostgreSQL's 63 bytes is resolved through the
-catalog), and :func:`~oe_assets.exports.ocel_model.build_ocel` or
+bulk with their types (:func:`~oe_assets.warehouse.postgres.pull.pull_table`) into a scratch,
+under the model's table and column names (a name over PostgreSQL's 63 bytes is resolved through
+the catalog), and :func:`~oe_assets.exports.ocel_model.build_ocel` or
 :func:`~oe_assets.exports.xes.export_xes` runs there.
 
 Only what an export reads is pulled: the columns of :data:`READ_COLUMNS` and, for OCEL, the
@@ -15,14 +15,14 @@ business objects' columns the catalog names (:func:`~oe_assets.exports.business_
 the context's id, the object's id, its attributes); not the raw documents nor the contexts'
 other payload columns. A table PostgreSQL does not have is not created in the scratch, so the
 export says what is missing in the same sentence as on DuckDB. Everything is read in one
-snapshot (a read-only, repeatable-read transaction), as a DuckDB export reads one connection's
-view, while other runs keep writing.
+snapshot (:func:`~oe_assets.warehouse.postgres.connect.one_snapshot`: a read-only, repeatable-read
+transaction, since ``pg`` comes outside any), as a DuckDB export reads one connection's view,
+while other runs keep writing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -34,10 +34,9 @@ from oe_assets.exports.source import table_columns
 from oe_assets.exports.xes import XES_TABLES, export_xes
 from oe_assets.landing.raw_contexts import STATUS_HISTORY
 from oe_assets.process_mining.activity_log import ACTIVITY_LOG
-from oe_assets.warehouse.postgres.catalog import logical_columns, physical_table_name
-from oe_assets.warehouse.postgres.connect import PgConnection
+from oe_assets.warehouse.postgres.connect import PgConnection, one_snapshot
 from oe_assets.warehouse.postgres.family import scratch_warehouse
-from oe_assets.warehouse.postgres.pull import pull
+from oe_assets.warehouse.postgres.pull import pull_table
 from oe_assets.warehouse.schema import COLUMNS_TABLE, TABLES_TABLE
 from oe_assets.warehouse.sql import quote_ident
 
@@ -82,15 +81,6 @@ def export_xes_pg(pg: PgConnection, path: Path) -> ExportReport:
         return export_xes(scratch, path)
 
 
-@contextmanager
-def one_snapshot(pg: PgConnection) -> Iterator[None]:
-    """A read-only transaction that sees one snapshot for all its statements (``pg`` must be
-    outside any transaction: the isolation level is set by the transaction's first statement)."""
-    with pg.transaction():
-        pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        yield
-
-
 def object_columns(scratch: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, ...]]:
     """The tables of the business objects the scratch's catalog names, each with the columns the
     OCEL export reads of it: the context's id, the object's id, its attributes."""
@@ -116,45 +106,11 @@ def pull_columns(
     pg: PgConnection, scratch: duckdb.DuckDBPyConnection, reads: Mapping[str, Sequence[str]]
 ) -> dict[str, int]:
     """Each table's columns of ``reads`` that PostgreSQL holds, into ``scratch`` under the model's
-    table and column names, in the table's order; rows pulled per table. A table with none of
-    them (or none at all) is not created."""
+    table and column names, in the table's order (:func:`~oe_assets.warehouse.postgres.pull.pull_table`);
+    rows pulled per table. A table with none of them (or none at all) is not created."""
     pulled = {}
     for table, wanted in reads.items():
-        names = column_names(pg, table)
-        present = [column for column in names if column in wanted]
-        if not present:
-            continue
-        select = ", ".join(pg_ident(names[column]) for column in present)
-        source = pg_ident(physical_table_name(pg, table))
-        pulled[table] = pull(pg, f"SELECT {select} FROM {source}", [], scratch, table)
-        for column in present:
-            if names[column] != column:  # no clash: a model name that differs is over 63 bytes
-                scratch.execute(
-                    f"ALTER TABLE {quote_ident(table)} RENAME COLUMN {quote_ident(names[column])} "
-                    f"TO {quote_ident(column)}"
-                )
+        if pull_table(pg, scratch, table, wanted):
+            counted = scratch.execute(f"SELECT count(*) FROM {quote_ident(table)}").fetchone()
+            pulled[table] = int(counted[0]) if counted else 0
     return pulled
-
-
-def pg_ident(name: str) -> str:
-    """``name`` quoted for PostgreSQL without a ``%`` in the text: :func:`~oe_assets.warehouse.postgres.pull.pull`
-    reads ``%s`` as its placeholder (and psycopg any ``%``), so the ``%`` of a payload's key such as
-    ``discount%`` is written as a Unicode escape (``U&"discount\\0025"``)."""
-    if "%" not in name:
-        return quote_ident(name)
-    escaped = name.replace("\\", "\\\\").replace('"', '""').replace("%", "\\0025")
-    return f'U&"{escaped}"'
-
-
-def column_names(pg: PgConnection, table: str) -> dict[str, str]:
-    """Column (the model's name) -> its name in PostgreSQL, in table order; empty: no such table.
-    The catalog gives the model's names in table order, PostgreSQL's description of the table its
-    own names in the same order."""
-    logical = list(logical_columns(pg, table))
-    if not logical:
-        return {}
-    with pg.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM {quote_ident(physical_table_name(pg, table))} LIMIT 0")
-        assert cursor.description is not None
-        physical = [d.name for d in cursor.description]
-    return dict(zip(logical, physical, strict=True))

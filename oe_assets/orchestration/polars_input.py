@@ -15,7 +15,7 @@ asset's name (every table of the project is named like its asset: ``activity_log
 A partitioned asset receives only its partitions' rows of a table with ``_oe_partition`` (the
 creation-day partitions all our partitioned tables share); an unpartitioned one, the whole table.
 The rows come through Arrow, not row by row; from a PostgreSQL warehouse they come with
-``COPY`` into a scratch DuckDB first (:func:`~oe_assets.warehouse.postgres.pull.pull`), so the
+``COPY`` into a scratch DuckDB first (:func:`~oe_assets.warehouse.postgres.pull.pull_table`), so the
 frame has the same columns, under the model's names, and the same types as from DuckDB (a list
 column, which PostgreSQL holds as its JSON text, is a list again). A complete example:
 ``oe_assets/examples/polars_asset.py``.
@@ -29,14 +29,14 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from oe_assets.model.integrity import layout, table_exists
+from oe_assets.model.integrity import table_exists
 from oe_assets.orchestration.resources import WarehouseResource
-from oe_assets.process_mining.activity_log_pg import one_snapshot
 from oe_assets.process_mining.kpis import PROCESS_KPIS, PROCESS_KPIS_DDL
 from oe_assets.warehouse import quote_ident
-from oe_assets.warehouse.postgres.connect import PgConnection
+from oe_assets.warehouse.postgres.catalog import logical_columns
+from oe_assets.warehouse.postgres.connect import PgConnection, one_snapshot
 from oe_assets.warehouse.postgres.family import scratch_warehouse
-from oe_assets.warehouse.postgres.pull import pull
+from oe_assets.warehouse.postgres.pull import pull_table
 from oe_assets.warehouse.postgres.types import column_transfer
 from oe_assets.warehouse.reading import polars_frame
 
@@ -80,26 +80,22 @@ def postgres_frame(pg: PgConnection, table: str, days: tuple[date, date] | None)
     """The rows of ``table`` (of ``days`` when it has ``_oe_partition``) from PostgreSQL, as the
     DuckDB warehouse gives them: under the model's column names (PostgreSQL may hold shortened ones)
     and typed as DuckDB types them. One snapshot: the catalog's names and the rows agree."""
-    with one_snapshot(pg):
-        found = layout(pg, table)
-        if found is None:
+    with one_snapshot(pg), scratch_warehouse() as scratch:
+        columns = logical_columns(pg, table)
+        if not columns:
             raise _no_table(table)
-        sql = f"SELECT * FROM {quote_ident(found.physical)}"
-        params: list[object] = []
-        if days is not None and PARTITION_COLUMN in found.columns:
-            partition = quote_ident(found.columns[PARTITION_COLUMN])
-            sql += f" WHERE {partition} >= %s AND {partition} < %s"
-            params = [days[0], days[1]]
-        with scratch_warehouse() as scratch:
-            pull(pg, sql, params, scratch, "frame")
-            nested = nested_types(scratch, table)
-            named = ", ".join(
-                f"CAST(CAST({quote_ident(p)} AS JSON) AS {nested[c]}) AS {quote_ident(c)}"
-                if c in nested
-                else f"{quote_ident(p)} AS {quote_ident(c)}"
-                for c, p in found.columns.items()
-            )
-            return polars_frame(scratch, f"SELECT {named} FROM frame")
+        condition, params = "", []
+        if days is not None and PARTITION_COLUMN in columns:
+            condition, params = f"WHERE {PARTITION_COLUMN} >= %s AND {PARTITION_COLUMN} < %s", [*days]
+        pull_table(pg, scratch, table, condition=condition, params=params, into="frame")
+        nested = nested_types(scratch, table)
+        named = ", ".join(
+            f"CAST(CAST({quote_ident(c)} AS JSON) AS {nested[c]}) AS {quote_ident(c)}"
+            if c in nested
+            else quote_ident(c)
+            for c in columns
+        )
+        return polars_frame(scratch, f"SELECT {named} FROM frame")
 
 
 def nested_types(scratch: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:

@@ -17,18 +17,16 @@ on any machine) from the first read to the commit, so the same day twice waits a
 run side by side. The table's first CREATE runs under the DDL lock.
 
 Long names: a column whose name is over 63 bytes has another name in PostgreSQL
-(``_oe_columns.physical_name``); it is pulled under that name and renamed back in the scratch,
-since PostgreSQL cuts a longer alias as it cuts any identifier.
+(``_oe_columns.physical_name``); :func:`~oe_assets.warehouse.postgres.pull.pull_table` pulls it
+under that name and renames it back in the scratch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import date
 
 import duckdb
-import psycopg
 
 from oe_assets.landing.raw_contexts import STATUS_HISTORY
 from oe_assets.landing.raw_contexts_pg import postgres_table_ddl
@@ -39,11 +37,10 @@ from oe_assets.process_mining.activity_log import (
     rebuild_activity_log_partition,
     step_timestamp_columns,
 )
-from oe_assets.warehouse.postgres.catalog import physical_table_name
-from oe_assets.warehouse.postgres.connect import PgConnection, copy_in
+from oe_assets.warehouse.postgres.connect import PgConnection, copy_in, one_snapshot
 from oe_assets.warehouse.postgres.family import scratch_warehouse
-from oe_assets.warehouse.postgres.locks import create_missing_tables, missing_tables, partition_locks
-from oe_assets.warehouse.postgres.pull import pull
+from oe_assets.warehouse.postgres.locks import create_missing_tables, partition_locks
+from oe_assets.warehouse.postgres.pull import pull_table
 from oe_assets.warehouse.postgres.types import column_transfer
 from oe_assets.warehouse.schema import COLUMNS_TABLE
 from oe_assets.warehouse.sql import quote_ident
@@ -58,7 +55,6 @@ CONTEXT_COLUMNS = (
     "_oe_partition",
 )
 """The columns of execution_context the activities read besides the event-type keys' times."""
-_PULLED = "_oe_pulled"
 _DAY_CONTEXTS = f'SELECT "context$processid" FROM {CONTEXT_TABLE} WHERE _oe_partition = %s'
 _DAY_TEMPLATES = f'SELECT "context$executionTemplateID" FROM {CONTEXT_TABLE} WHERE _oe_partition = %s'
 
@@ -83,72 +79,17 @@ def pull_activity_inputs(conn: PgConnection, scratch: duckdb.DuckDBPyConnection,
     day = [partition.isoformat()]
     steps: list[str] = []
     column_map = ["table_name", "column_name", "json_path"]
-    if pull_columns(conn, scratch, COLUMNS_TABLE, column_map, "WHERE table_name = %s", [CONTEXT_TABLE]):
+    if pull_table(conn, scratch, COLUMNS_TABLE, column_map, "WHERE table_name = %s", [CONTEXT_TABLE]):
         steps = [column for columns in step_timestamp_columns(scratch).values() for column in columns]
-    if not pull_columns(
+    if not pull_table(
         conn, scratch, CONTEXT_TABLE, [*CONTEXT_COLUMNS, *steps], "WHERE _oe_partition = %s", day
     ):
         return
-    pull_columns(conn, scratch, TEMPLATES_TABLE, ["id", "name"], f"WHERE id IN ({_DAY_TEMPLATES})", day)
-    pull_columns(
+    pull_table(conn, scratch, TEMPLATES_TABLE, ["id", "name"], f"WHERE id IN ({_DAY_TEMPLATES})", day)
+    pull_table(
         conn, scratch, STATUS_HISTORY, ["process_id", "status", "updated_at", "observed_at"],
         f"WHERE process_id IN ({_DAY_CONTEXTS})", day,
     )  # fmt: skip
-
-
-@contextmanager
-def one_snapshot(conn: PgConnection) -> Iterator[None]:
-    """Reads that see the warehouse at one instant: a REPEATABLE READ, read-only transaction (inside
-    a transaction the caller has open, that transaction's view)."""
-    outermost = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    with conn.transaction():
-        if outermost:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        yield
-
-
-def pull_columns(
-    conn: PgConnection,
-    scratch: duckdb.DuckDBPyConnection,
-    table: str,
-    columns: Sequence[str],
-    condition: str = "",
-    params: Sequence[object] = (),
-) -> bool:
-    """``columns`` of PostgreSQL's ``table`` (warehouse names), for the rows ``condition`` keeps
-    (``WHERE ...`` with ``%s`` for ``params``, naming only tables and columns whose names fit in 63
-    bytes, which PostgreSQL holds as they are), into ``scratch`` as a table of the same name and
-    columns; False, and no table, when PostgreSQL has no such table."""
-    physical_table = physical_table_name(conn, table)
-    if missing_tables(conn, [physical_table]):
-        return False
-    physical = physical_column_names(conn, table)
-    wanted = list(dict.fromkeys(columns))
-    names = [physical.get(column, column) for column in wanted]
-    select = ", ".join(quote_ident(name) for name in names)
-    pull(
-        conn,
-        f"SELECT {select} FROM {quote_ident(physical_table)} {condition}",
-        list(params),
-        scratch,
-        _PULLED,
-    )
-    renamed = ", ".join(f"{quote_ident(n)} AS {quote_ident(c)}" for n, c in zip(names, wanted, strict=True))
-    scratch.execute(f"CREATE OR REPLACE TABLE {quote_ident(table)} AS SELECT {renamed} FROM {_PULLED}")
-    scratch.execute(f"DROP TABLE {_PULLED}")
-    return True
-
-
-def physical_column_names(conn: PgConnection, table: str) -> dict[str, str]:
-    """Column -> its name in PostgreSQL, for ``table``'s columns whose name the catalog changed."""
-    if missing_tables(conn, [COLUMNS_TABLE]):
-        return {}
-    rows = conn.execute(
-        f"SELECT column_name, physical_name FROM {COLUMNS_TABLE} "
-        "WHERE table_name = %s AND physical_name IS NOT NULL AND physical_name <> column_name",
-        [table],
-    ).fetchall()
-    return {str(column): str(physical) for column, physical in rows}
 
 
 def replace_partitions_pg(

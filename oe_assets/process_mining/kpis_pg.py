@@ -2,7 +2,7 @@
 computed by its own polars code on the days' rows pulled into a local DuckDB.
 
 The days' activity-log rows and their cases' current statuses are pulled in one snapshot
-(REPEATABLE READ, read only; see :mod:`oe_assets.process_mining.activity_log_pg`),
+(REPEATABLE READ, read only: :func:`~oe_assets.warehouse.postgres.connect.one_snapshot`),
 :func:`~oe_assets.process_mining.kpis.rebuild_kpis` runs on that scratch unchanged, and its rows
 replace the days' rows in PostgreSQL in one transaction. The days are held by their partition
 locks (``oe_assets.partition.process_kpis.<day>``) from the first read to the commit.
@@ -20,15 +20,12 @@ import polars as pl
 
 from oe_assets.landing.retention import CONTEXT_TABLE
 from oe_assets.process_mining.activity_log import ACTIVITY_LOG
-from oe_assets.process_mining.activity_log_pg import (
-    one_snapshot,
-    pull_columns,
-    replace_partitions_pg,
-)
+from oe_assets.process_mining.activity_log_pg import replace_partitions_pg
 from oe_assets.process_mining.kpis import PROCESS_KPIS, PROCESS_KPIS_DDL, rebuild_kpis
-from oe_assets.warehouse.postgres.connect import PgConnection
+from oe_assets.warehouse.postgres.connect import PgConnection, one_snapshot
 from oe_assets.warehouse.postgres.family import scratch_warehouse
 from oe_assets.warehouse.postgres.locks import partition_locks
+from oe_assets.warehouse.postgres.pull import pull_table
 
 KPI_ACTIVITY_COLUMNS = (
     "case_id",
@@ -51,10 +48,8 @@ def rebuild_kpis_pg(conn: PgConnection, days: Sequence[date]) -> pl.DataFrame:
     keys = [day.isoformat() for day in days]
     with partition_locks(conn, PROCESS_KPIS, keys), scratch_warehouse() as scratch:
         with one_snapshot(conn):
-            if pull_columns(conn, scratch, ACTIVITY_LOG, KPI_ACTIVITY_COLUMNS, _DAYS, [keys]):
-                pull_columns(
-                    conn, scratch, CONTEXT_TABLE, ["context$processid", "status"], _DAYS_CASES, [keys]
-                )
+            if pull_table(conn, scratch, ACTIVITY_LOG, KPI_ACTIVITY_COLUMNS, _DAYS, [keys]):
+                pull_table(conn, scratch, CONTEXT_TABLE, ["context$processid", "status"], _DAYS_CASES, [keys])
         kpis = rebuild_kpis(scratch, days)
         replace_partitions_pg(conn, scratch, PROCESS_KPIS, PROCESS_KPIS_DDL, days)
     return kpis

@@ -12,11 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from oe_assets.process_mining.activity_log import ACTIVITY_LOG
-from oe_assets.process_mining.activity_log_pg import pull_columns
 from oe_assets.process_mining.process_map import Graph, write_process_map
 from oe_assets.warehouse.postgres.connect import PgConnection
 from oe_assets.warehouse.postgres.family import scratch_warehouse
 from oe_assets.warehouse.postgres.locks import WHOLE, partition_locks
+from oe_assets.warehouse.postgres.pull import pull_table
 
 PROCESS_MAP_SCOPE = "process_map"
 MAP_COLUMNS = ("case_id", "activity", "event_time", "sort_order")
@@ -28,5 +28,5 @@ def write_process_map_pg(conn: PgConnection, folder: Path) -> tuple[Path, Graph]
     :func:`~oe_assets.process_mining.process_map.write_process_map` (an empty map before the
     activity log exists)."""
     with partition_locks(conn, PROCESS_MAP_SCOPE, [WHOLE]), scratch_warehouse() as scratch:
-        pull_columns(conn, scratch, ACTIVITY_LOG, MAP_COLUMNS)
+        pull_table(conn, scratch, ACTIVITY_LOG, MAP_COLUMNS)
         return write_process_map(scratch, folder)

@@ -20,7 +20,6 @@ import pytest
 from oe_assets.config.secret import Secret
 from oe_assets.definitions import build_definitions
 from oe_assets.defs.process_mining.exports import OCEL_EXPORT, OCEL_FILES, XES_EXPORT, XES_FILE
-from oe_assets.exports import source_pg
 from oe_assets.exports.business_objects import ROOT_KEY_COLUMN
 from oe_assets.exports.ocel import export_ocel, ocel_format, write_ocel
 from oe_assets.exports.ocel_model import build_ocel
@@ -36,6 +35,7 @@ from oe_assets.exports.xes import export_xes
 from oe_assets.orchestration.resources import OeApiResource, WarehouseResource
 from oe_assets.orchestration.runner import run_whole_graph
 from oe_assets.simulator import SimulatorServer
+from oe_assets.warehouse.postgres import pull as pulling
 from oe_assets.warehouse.postgres.copy import copy_warehouse
 from oe_assets.warehouse.postgres.family import scratch_warehouse
 from oe_assets.warehouse.postgres.url import PostgresUrl
@@ -213,7 +213,7 @@ def test_the_tables_are_read_in_one_snapshot_while_another_run_writes(
     """Another run empties the activity log after the export has begun reading, before it pulls
     the log: the export still sees the log as it was when it began."""
     database = _fresh_copy(twins, duck)
-    real_pull = source_pg.pull
+    real_pull = pulling.pull
     with connect(twins.server, database) as other:
 
         def write_then_pull(*args: Any) -> int:
@@ -221,7 +221,7 @@ def test_the_tables_are_read_in_one_snapshot_while_another_run_writes(
                 other.execute("DELETE FROM activity_log")
             return real_pull(*args)
 
-        monkeypatch.setattr(source_pg, "pull", write_then_pull)
+        monkeypatch.setattr(pulling, "pull", write_then_pull)
         with connect(twins.server, database) as pg:
             got = export_xes_pg(pg, tmp_path / "postgres.xes")
         assert other.execute("SELECT count(*) FROM activity_log").fetchone() == (0,)

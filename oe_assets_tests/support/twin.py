@@ -16,7 +16,8 @@ from typing import Any
 import duckdb
 import psycopg
 
-from oe_assets.warehouse.postgres.pull import pull
+from oe_assets.warehouse.postgres.catalog import physical_table_name
+from oe_assets.warehouse.postgres.pull import postgres_columns, pull_table
 from oe_assets.warehouse.sql import quote_ident
 from oe_assets_tests.support.postgres import PostgresServer
 
@@ -54,15 +55,8 @@ def postgres_table(pg: psycopg.Connection[Any], table: str) -> list[tuple[tuple[
 
 def physical_names(pg: psycopg.Connection[Any], table: str) -> tuple[str, dict[str, str]]:
     """The table's name in PostgreSQL, and its columns' (PostgreSQL name -> warehouse name)."""
-    if pg.execute("SELECT to_regclass('_oe_tables') IS NULL").fetchone() == (True,):
-        return table, {}
-    found = pg.execute("SELECT physical_name FROM _oe_tables WHERE table_name = %s", [table]).fetchone()
-    if found is None:
-        return table, {}
-    columns = pg.execute(
-        "SELECT physical_name, column_name FROM _oe_columns WHERE table_name = %s", [table]
-    ).fetchall()
-    return str(found[0]), {str(p): str(c) for p, c in columns}
+    columns = postgres_columns(pg, table)
+    return physical_table_name(pg, table), {physical: column for column, physical in columns.items()}
 
 
 def connect(server: PostgresServer, database: str) -> psycopg.Connection[Any]:
@@ -104,13 +98,5 @@ def postgres_as_duckdb(pg: psycopg.Connection[Any], path: Path) -> Path:
     )
     with duckdb.connect(str(path)) as scratch:
         for physical in tables:
-            table = logical.get(physical, physical)
-            _, columns = physical_names(pg, table)
-            cursor = pg.execute(f"SELECT * FROM {quote_ident(physical)} LIMIT 0")
-            assert cursor.description is not None
-            select = ", ".join(
-                f"{quote_ident(d.name)} AS {quote_ident(columns.get(d.name, d.name))}"
-                for d in cursor.description
-            )
-            pull(pg, f"SELECT {select} FROM {quote_ident(physical)}", [], scratch, table)
+            pull_table(pg, scratch, logical.get(physical, physical))
     return path

@@ -18,7 +18,7 @@ from oe_assets.model.integrity import (
     undeclared_tables,
 )
 from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
-from oe_assets.process_mining.activity_log_pg import one_snapshot
+from oe_assets.warehouse.postgres.connect import one_snapshot
 
 _SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
 TABLE_REF_LOADER = "duckdb_table_ref"

@@ -83,6 +83,19 @@ def connected(
         conn.close()
 
 
+@contextmanager
+def one_snapshot(conn: PgConnection) -> Iterator[None]:
+    """Reads that see the warehouse at one instant, while other runs keep writing: a REPEATABLE
+    READ, read-only transaction when ``conn`` is outside any (the isolation level is set by the
+    transaction's first statement); inside a transaction the caller has open, that transaction's
+    view (a savepoint)."""
+    outermost = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with conn.transaction():
+        if outermost:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
 def _version(number: int) -> str:
     major, minor = divmod(number, 10000)
     return f"{major}.{minor}" if minor else str(major)
