@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 import duckdb
 
 from oe_assets.model.declaration import Relation
-from oe_assets.warehouse import COLUMNS_TABLE, TABLES_TABLE, quote_ident
-from oe_assets.warehouse.postgres.catalog import logical_columns, physical_table_name
+from oe_assets.warehouse import TABLES_TABLE, quote_ident
+from oe_assets.warehouse.postgres.catalog import physical_table_name, postgres_columns
 from oe_assets.warehouse.postgres.connect import PgConnection
-from oe_assets.warehouse.postgres.locks import missing_tables
 
 SAMPLE_SIZE = 10
 
@@ -88,22 +87,8 @@ def layout(conn: Checked, table: str) -> Layout | None:
             [table],
         ).fetchall()
         return Layout(table, {str(c): str(c) for (c,) in rows}) if rows else None
-    present = logical_columns(conn, table)
-    if not present:
-        return None
-    physical = postgres_column_names(conn, table)
-    return Layout(physical_table_name(conn, table), {c: physical.get(c, c) for c in present})
-
-
-def postgres_column_names(pg: PgConnection, table: str) -> dict[str, str]:
-    """Column -> its name in PostgreSQL, for the columns the catalog renamed (the others keep theirs)."""
-    if missing_tables(pg, [COLUMNS_TABLE]):
-        return {}
-    rows = pg.execute(
-        f"SELECT column_name, physical_name FROM {COLUMNS_TABLE} WHERE table_name = %s AND physical_name IS NOT NULL",
-        [table],
-    ).fetchall()
-    return {str(column): str(physical) for column, physical in rows}
+    columns = postgres_columns(conn, table)
+    return Layout(physical_table_name(conn, table), columns) if columns else None
 
 
 def _count(conn: Checked, sql: str) -> int:

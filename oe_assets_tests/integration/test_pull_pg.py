@@ -16,10 +16,10 @@ import psycopg
 import pytest
 
 from oe_assets.config.secret import Secret
-from oe_assets.warehouse.postgres.catalog import physical_table_name
+from oe_assets.warehouse.postgres.catalog import physical_table_name, postgres_columns
 from oe_assets.warehouse.postgres.connect import one_snapshot
 from oe_assets.warehouse.postgres.copy import copy_warehouse
-from oe_assets.warehouse.postgres.pull import postgres_columns, pull, pull_table
+from oe_assets.warehouse.postgres.pull import pull, pull_table
 from oe_assets.warehouse.postgres.url import PostgresUrl
 from oe_assets.warehouse.schema import COLUMNS_TABLE, TABLES_TABLE, ensure_bookkeeping
 from oe_assets.warehouse.sql import quote_ident

@@ -16,8 +16,8 @@ from typing import Any
 import duckdb
 import psycopg
 
-from oe_assets.warehouse.postgres.catalog import physical_table_name
-from oe_assets.warehouse.postgres.pull import postgres_columns, pull_table
+from oe_assets.warehouse.postgres.catalog import physical_table_name, postgres_columns
+from oe_assets.warehouse.postgres.pull import pull_table
 from oe_assets.warehouse.sql import quote_ident
 from oe_assets_tests.support.postgres import PostgresServer
 

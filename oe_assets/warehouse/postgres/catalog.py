@@ -109,17 +109,30 @@ def physical_table_name(conn: PgConnection, table: str) -> str:
 
 def logical_columns(conn: PgConnection, table: str) -> dict[str, str]:
     """Column -> PostgreSQL type of ``table``, in table order, under the catalog's column names."""
-    physical = physical_table_name(conn, table)
-    names: dict[str, str] = {}
-    if not missing_tables(conn, [COLUMNS_TABLE]):
-        names = {
-            str(p): str(c)
-            for c, p in conn.execute(
-                f"SELECT column_name, physical_name FROM {COLUMNS_TABLE} WHERE table_name = %s", [table]
-            ).fetchall()
-            if p
-        }
-    return {names.get(name, name): pg_type for name, pg_type in _attributes(conn, physical)}
+    names = _model_names(conn, table)
+    return {
+        names.get(name, name): pg_type
+        for name, pg_type in _attributes(conn, physical_table_name(conn, table))
+    }
+
+
+def postgres_columns(conn: PgConnection, table: str) -> dict[str, str]:
+    """Column (the model's name) -> its name in PostgreSQL, in table order; empty: no such table.
+    Read by queries (``_oe_columns``, ``pg_attribute``), so in the reader's snapshot: never from a
+    table's current description, which may hold a column another run added since."""
+    names = _model_names(conn, table)
+    return {names.get(name, name): name for name, _ in _attributes(conn, physical_table_name(conn, table))}
+
+
+def _model_names(conn: PgConnection, table: str) -> dict[str, str]:
+    """PostgreSQL's name -> the model's, for ``table``'s columns the catalog names."""
+    if missing_tables(conn, [COLUMNS_TABLE]):
+        return {}
+    rows = conn.execute(
+        f"SELECT physical_name, column_name FROM {COLUMNS_TABLE} WHERE table_name = %s AND physical_name IS NOT NULL",
+        [table],
+    ).fetchall()
+    return {str(physical): str(column) for physical, column in rows}
 
 
 def _attributes(conn: PgConnection, physical_table: str) -> list[tuple[str, str]]:

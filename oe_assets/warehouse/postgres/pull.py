@@ -22,11 +22,9 @@ import duckdb
 import psycopg
 from psycopg import sql
 
-from oe_assets.warehouse.postgres.catalog import logical_columns, physical_table_name
+from oe_assets.warehouse.postgres.catalog import physical_table_name, postgres_columns
 from oe_assets.warehouse.postgres.connect import PgConnection
-from oe_assets.warehouse.postgres.locks import missing_tables
 from oe_assets.warehouse.postgres.types import duckdb_type_of
-from oe_assets.warehouse.schema import COLUMNS_TABLE
 from oe_assets.warehouse.sql import quote_ident, quote_literal
 
 
@@ -88,21 +86,6 @@ def pull_table(
                 f"TO {quote_ident(column)}"
             )
     return True
-
-
-def postgres_columns(pg: PgConnection, table: str) -> dict[str, str]:
-    """Column (the model's name) -> its name in PostgreSQL, in table order; empty: no such table.
-    Both are read by queries (``_oe_columns``, ``pg_attribute``), so in the reader's snapshot:
-    never from the table's current description, which may already hold a column another run has
-    added since the snapshot began."""
-    renamed: dict[str, str] = {}
-    if not missing_tables(pg, [COLUMNS_TABLE]):
-        rows = pg.execute(
-            f"SELECT column_name, physical_name FROM {COLUMNS_TABLE} WHERE table_name = %s AND physical_name IS NOT NULL",
-            [table],
-        ).fetchall()
-        renamed = {str(column): str(physical) for column, physical in rows}
-    return {column: renamed.get(column, column) for column in logical_columns(pg, table)}
 
 
 def _columns(pg: PgConnection, query: str) -> list[tuple[str, str]]:
