@@ -39,6 +39,7 @@ from oe_assets.warehouse.postgres.locks import create_missing_tables
 from oe_assets.warehouse.postgres.types import postgres_type
 from oe_assets.warehouse.reading import scalar_count
 from oe_assets.warehouse.sql import quote_ident, quote_literal
+from oe_assets.warehouse.writer import transaction
 
 ROWS = "_oe_celonis_rows"
 TABLES = "_oe_celonis_tables"
@@ -105,13 +106,8 @@ def _transaction(conn: LedgerConnection) -> Iterator[None]:
         with conn.transaction():
             yield
         return
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 @dataclass
