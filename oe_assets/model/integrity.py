@@ -10,13 +10,15 @@ missing a column is null in every row, and a relation's missing column matches n
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 import duckdb
 
+from oe_assets.flatten.naming import PARTITION as PARTITION_COLUMN
 from oe_assets.model.declaration import Relation
-from oe_assets.warehouse import TABLES_TABLE, quote_ident
+from oe_assets.warehouse import TABLES_TABLE, quote_ident, quote_literal
 from oe_assets.warehouse.postgres.catalog import physical_table_name, postgres_columns
 from oe_assets.warehouse.postgres.connect import PgConnection
 
@@ -123,8 +125,10 @@ def orphans(
     child_cols: tuple[str, ...],
     parent_table: str,
     parent_cols: tuple[str, ...],
+    child_days: Sequence[date] | None = None,
 ) -> IntegrityResult:
-    """Child rows whose (non-null) key has no parent row."""
+    """Child rows whose (non-null) key has no parent row; only those of ``child_days`` (its
+    ``_oe_partition``) when given and the child table is partitioned."""
     child = layout(conn, child_table)
     if child is None:
         return IntegrityResult(True, 0, detail=f"{child_table} does not exist yet: nothing to check")
@@ -133,6 +137,9 @@ def orphans(
         n = _count(conn, f"SELECT count(*) FROM {quote_ident(child.physical)}")
         return IntegrityResult(n == 0, n, detail=f"{parent_table} does not exist")
     not_null = " AND ".join(f"{child.ref('c', col)} IS NOT NULL" for col in child_cols)
+    if child_days is not None and PARTITION_COLUMN in child.columns:
+        days = ", ".join(f"CAST({quote_literal(d.isoformat())} AS DATE)" for d in child_days) or "NULL"
+        not_null += f" AND {child.ref('c', PARTITION_COLUMN)} IN ({days})"
     base = f"""FROM {quote_ident(child.physical)} c WHERE {not_null} AND NOT EXISTS (
                  SELECT 1 FROM {quote_ident(parent.physical)} p WHERE {_join(child, parent, child_cols, parent_cols)})"""
     offending = _count(conn, f"SELECT count(*) {base}")
@@ -145,15 +152,27 @@ def orphans(
     return IntegrityResult(offending == 0, offending, sample, detail="; ".join(d for d in lacking if d))
 
 
-def check_relation(conn: Checked, relation: Relation) -> IntegrityResult:
-    """Orphans child -> parent, and for 1:1 relations parent rows without a child too."""
+def check_relation(
+    conn: Checked, relation: Relation, own_days: Sequence[date] | None = None
+) -> IntegrityResult:
+    """Orphans child -> parent, and for 1:1 relations parent rows without a child too.
+
+    ``own_days``: the days the checking run wrote. Where runs write at once (PostgreSQL), another
+    run may be between its two steps: its parent rows committed, its child rows not yet. A parent
+    row without its child is then only counted on the run's own days (a child row without its
+    parent is counted everywhere: children are written after their parents)."""
     forward = orphans(
         conn, relation.child_table, relation.child_columns, relation.parent_table, relation.parent_columns
     )
     if not relation.one_to_one:
         return forward
     backward = orphans(
-        conn, relation.parent_table, relation.parent_columns, relation.child_table, relation.child_columns
+        conn,
+        relation.parent_table,
+        relation.parent_columns,
+        relation.child_table,
+        relation.child_columns,
+        own_days,
     )
     sample = [f"{relation.child_table}: {k}" for k in forward.sample] + [
         f"{relation.parent_table}: {k}" for k in backward.sample

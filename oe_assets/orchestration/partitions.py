@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -18,6 +19,23 @@ def daily_partitions(start: date | None = None) -> dg.DailyPartitionsDefinition:
 def partition_dates(context: dg.AssetExecutionContext) -> list[date]:
     """The run's partitions as dates (one, or a range in a single-run backfill)."""
     return [date.fromisoformat(k) for k in context.partition_keys]
+
+
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def run_dates(tags: Mapping[str, str]) -> list[date] | None:
+    """The days a run's tags name (its partition, or a single-run backfill's range); None for a
+    run of no partition (the catalog, a whole-table check run)."""
+    if PARTITION_TAG in tags:
+        return [date.fromisoformat(tags[PARTITION_TAG])]
+    start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    if not start or not end:
+        return None
+    first, last = date.fromisoformat(start), date.fromisoformat(end)
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 REFRESH_TAG = "refresh"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from oe_assets.orchestration.partitions import RANGE_END_TAG, RANGE_START_TAG
 from oe_assets.orchestration.resources import WarehouseResource
 from oe_assets.warehouse.locking import exclusive_file_lock, lock_path_for
 from oe_assets.warehouse.postgres.locks import WHOLE, partition_locks
@@ -28,8 +29,6 @@ DEFAULT_DAGSTER_HOME = PROJECT_ROOT / "dagster_home"
 _INSTANCE_TEMPLATE = Path(__file__).resolve().parent / "dagster_instance.yaml"
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def ensure_dagster_home(path: Path | None = None) -> Path:

@@ -301,3 +301,33 @@ def test_the_example_asset_reads_its_partition_from_postgresql_as_from_duckdb(
         metadata.append({k: v.value for k, v in materialization.metadata.items()})
     assert metadata[1] == metadata[0]
     assert 0 < metadata[0]["rows_read"] < twin.first("SELECT count(*) FROM activity_log")
+
+
+def test_a_one_to_one_relation_counts_parents_without_a_child_only_on_the_runs_own_days(twin: Twin) -> None:
+    """Another run between its two steps: its day's contexts committed, their event-log rows not
+    yet. The check of a run for another day passes; the same check for that day, or for the whole
+    table, finds the contexts without their event-log rows (and a child without its parent counts
+    on every day)."""
+    relation = next(r for r in MODEL_OF_DATA.relations if r.one_to_one)
+    assert (relation.child_table, relation.parent_table) == ("event_log", "execution_context")
+    in_flight = twin.first(
+        "SELECT _oe_partition FROM execution_context GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
+    )
+    other = twin.first(
+        f"SELECT _oe_partition FROM execution_context WHERE _oe_partition <> DATE '{in_flight}' LIMIT 1"
+    )
+    contexts = twin.first(f"SELECT count(*) FROM execution_context WHERE _oe_partition = DATE '{in_flight}'")
+    with twin.connections() as (_, pg):
+        pg.execute(
+            f"DELETE FROM event_log WHERE instance_id IN (SELECT {quote_ident(relation.parent_columns[0])} "
+            f"FROM execution_context WHERE _oe_partition = %s)",
+            [in_flight],
+        )
+        assert check_relation(pg, relation, [other]).passed
+        on_that_day = check_relation(pg, relation, [in_flight])
+        whole_table = check_relation(pg, relation)
+        pg.execute("INSERT INTO event_log (instance_id) VALUES ('no such context')")
+        orphan_elsewhere = check_relation(pg, relation, [other])
+    assert (on_that_day.passed, on_that_day.offending_rows) == (False, contexts)
+    assert whole_table.offending_rows == contexts
+    assert (orphan_elsewhere.passed, orphan_elsewhere.offending_rows) == (False, 1)

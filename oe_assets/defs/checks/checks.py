@@ -4,6 +4,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckSpec
@@ -17,6 +18,7 @@ from oe_assets.model.integrity import (
     check_relation,
     undeclared_tables,
 )
+from oe_assets.orchestration.partitions import run_dates
 from oe_assets.orchestration.resources import DUCKDB_POOL, WarehouseResource
 from oe_assets.warehouse.postgres.connect import one_snapshot
 
@@ -140,11 +142,13 @@ def _guarded_tables(items: Sequence[tuple[TableCheckSpec, Subject]]) -> list[str
     return list(dict.fromkeys([*own, *joined]))
 
 
-def _evaluate(conn: Checked, subject: Subject) -> tuple[IntegrityResult, dg.AssetCheckSeverity]:
+def _evaluate(
+    conn: Checked, subject: Subject, own_days: Sequence[date] | None
+) -> tuple[IntegrityResult, dg.AssetCheckSeverity]:
     if isinstance(subject, ModelTable):
         return check_primary_key(conn, subject.name, subject.primary_key), dg.AssetCheckSeverity.ERROR
     if isinstance(subject, Relation):
-        return check_relation(conn, subject), _SEVERITY[subject.severity]
+        return check_relation(conn, subject, own_days), _SEVERITY[subject.severity]
     return undeclared_tables(conn, subject.declared), dg.AssetCheckSeverity.WARN
 
 
@@ -168,12 +172,13 @@ def _build_check_group(
     def check_group(
         context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource, **table_names: str
     ) -> Iterator[dg.AssetCheckResult]:
-        if warehouse.on_postgres:
+        if warehouse.on_postgres:  # runs write at once: a 1:1 relation's parents only of this run's days
+            own_days = run_dates(context.run.tags)
             with warehouse.postgres() as pg, one_snapshot(pg):
-                yield from _run_checks(pg, context.selected_asset_check_keys, by_name)
+                yield from _run_checks(pg, context.selected_asset_check_keys, by_name, own_days)
             return
         with warehouse.get_connection() as conn:
-            yield from _run_checks(conn, context.selected_asset_check_keys, by_name)
+            yield from _run_checks(conn, context.selected_asset_check_keys, by_name, None)
 
     return check_group
 
@@ -182,8 +187,9 @@ def _run_checks(
     conn: Checked,
     selected: Iterable[dg.AssetCheckKey],
     by_name: Mapping[str, tuple[TableCheckSpec, Subject]],
+    own_days: Sequence[date] | None,
 ) -> Iterator[dg.AssetCheckResult]:
     for check_key in sorted(selected, key=lambda k: k.name):
         spec, subject = by_name[check_key.name]
-        outcome, severity = _evaluate(conn, subject)
+        outcome, severity = _evaluate(conn, subject, own_days)
         yield _result(check_key, outcome, severity, spec.description or "")
