@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from oe_assets.config import settings
 from oe_assets.definitions import build_definitions
 from oe_assets.defs.automation.sensors import SENSOR_NAME
 from oe_assets.defs.celonis.assets import CELONIS_GROUP, POOL_ROWS_CHECK
 from oe_assets.model.declaration import MODEL
-from oe_assets.orchestration.resources import DUCKDB_POOL
+from oe_assets.orchestration.resources import DUCKDB_POOL, warehouse_resource
 
 QUOTES = "execution_context$context&celonis_postaction_feedback$quotes"
 
@@ -138,3 +139,24 @@ def _specs(config: settings.Settings) -> list[dg.AssetSpec]:
         if isinstance(assets, dg.AssetsDefinition)
         for spec in assets.specs
     ]
+
+
+def test_a_warehouse_password_reaches_the_resource_only_through_envvar(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The UI and the run storage show a resource's configuration: a password in OE_WAREHOUSE or
+    PGPASSWORD is there only as the variable's name, and the resource reads it when a run starts."""
+    monkeypatch.setenv(settings.WAREHOUSE, "postgresql://oe:pw-4711@db.example:5432/oe")
+    monkeypatch.delenv(settings.PGPASSWORD, raising=False)
+    in_url = warehouse_resource(settings.Settings.from_env())
+    assert isinstance(in_url.database, dg.EnvVar)
+    assert in_url.database.env_var_name == settings.WAREHOUSE
+    assert in_url.postgres_target().password.reveal() == "pw-4711"
+    monkeypatch.setenv(settings.WAREHOUSE, "postgresql://oe@db.example:5432/oe")
+    monkeypatch.setenv(settings.PGPASSWORD, "pw-4711")
+    from_variable = warehouse_resource(settings.Settings.from_env())
+    assert from_variable.database == "postgresql://oe@db.example:5432/oe"
+    assert isinstance(from_variable.postgres_password, dg.EnvVar)
+    assert from_variable.postgres_target().password.reveal() == "pw-4711"
+    for resource in (in_url, from_variable):
+        assert "pw-4711" not in repr(resource) + str(resource.model_dump())
