@@ -60,6 +60,20 @@ def _without_stamps(rows: list[tuple[tuple[str, object], ...]]) -> list[tuple[tu
     return sorted((tuple(cell for cell in row if cell[0] not in left_out) for row in rows), key=repr)
 
 
+def _tables_and_differing(
+    warehouse_path: Path, server: PostgresServer, database: str
+) -> tuple[list[str], list[str]]:
+    """DuckDB's tables, and those whose rows PostgreSQL holds otherwise (run stamps left out)."""
+    with duckdb.connect(str(warehouse_path), read_only=True) as duck, connect(server, database) as pg:
+        tables = [str(t) for (t,) in duck.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+        differing = [
+            t
+            for t in tables
+            if _without_stamps(duckdb_table(duck, t)) != _without_stamps(postgres_table(pg, t))
+        ]
+    return tables, differing
+
+
 def _check_outcomes(report: GraphRunReport) -> list[tuple[str, str, bool, int | None]]:
     return sorted((c.asset, c.name, c.passed, c.offending_rows) for c in report.checks)
 
@@ -86,23 +100,13 @@ def test_the_whole_graph_on_postgresql_holds_duckdbs_rows_and_passes_the_same_ch
     warehouse = on_postgres["warehouse"]
     assert isinstance(warehouse, WarehouseResource)
     database = warehouse.postgres_target().database
-    with (
-        duckdb.connect(str(warehouse_path), read_only=True) as duck,
-        connect(postgres_server, database) as pg,
-    ):
-        tables = [str(t) for (t,) in duck.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
-        differing = {
-            table: len(duckdb_table(duck, table))
-            for table in tables
-            if _without_stamps(duckdb_table(duck, table)) != _without_stamps(postgres_table(pg, table))
-        }
-        long_names = pg.execute(
-            "SELECT count(*) FROM _oe_tables WHERE physical_name <> table_name"
-        ).fetchone()
-    assert differing == {}
+    tables, differing = _tables_and_differing(warehouse_path, postgres_server, database)
+    renamed = postgres_server.query(
+        database, "SELECT count(*) FROM _oe_tables WHERE physical_name <> table_name"
+    )
+    assert differing == []
     assert len(tables) > 30
-    assert long_names is not None
-    assert long_names[0] > 0, "the simulator's deepest tables have names PostgreSQL cannot hold"
+    assert renamed[0][0] > 0, "the simulator's deepest tables have names PostgreSQL cannot hold"
 
 
 @pytest.mark.slow
@@ -132,15 +136,8 @@ def test_a_duckdb_warehouse_copied_into_postgresql_goes_on_there_as_on_duckdb(
     assert duck_report.success, duck_report.failure_details
     assert pg_report.success, pg_report.failure_details
     assert _check_outcomes(pg_report) == _check_outcomes(duck_report)
-    with (
-        duckdb.connect(str(warehouse_path), read_only=True) as duck,
-        connect(postgres_server, warehouse.postgres_target().database) as pg,
-    ):
-        tables = [str(t) for (t,) in duck.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
-        assert "execution_context$context&moved.over$lines" in tables
-        differing = [
-            t
-            for t in tables
-            if _without_stamps(duckdb_table(duck, t)) != _without_stamps(postgres_table(pg, t))
-        ]
+    tables, differing = _tables_and_differing(
+        warehouse_path, postgres_server, warehouse.postgres_target().database
+    )
+    assert "execution_context$context&moved.over$lines" in tables
     assert differing == []
