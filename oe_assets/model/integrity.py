@@ -21,6 +21,7 @@ from oe_assets.model.declaration import Relation
 from oe_assets.warehouse import TABLES_TABLE, quote_ident, quote_literal
 from oe_assets.warehouse.postgres.catalog import physical_table_name, postgres_columns
 from oe_assets.warehouse.postgres.connect import PgConnection
+from oe_assets.warehouse.schema import table_columns
 
 SAMPLE_SIZE = 10
 
@@ -83,12 +84,8 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
 def layout(conn: Checked, table: str) -> Layout | None:
     """Where ``table`` and its columns are in the database; None when there is no such table."""
     if isinstance(conn, duckdb.DuckDBPyConnection):
-        rows = conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? AND table_schema = 'main' "
-            "ORDER BY ordinal_position",
-            [table],
-        ).fetchall()
-        return Layout(table, {str(c): str(c) for (c,) in rows}) if rows else None
+        columns = table_columns(conn, table)
+        return Layout(table, {c: c for c in columns}) if columns else None
     columns = postgres_columns(conn, table)
     return Layout(physical_table_name(conn, table), columns) if columns else None
 

@@ -13,6 +13,7 @@ from oe_assets.warehouse import TABLES_TABLE, quote_ident
 from oe_assets.warehouse.postgres.catalog import logical_columns, physical_table_name
 from oe_assets.warehouse.postgres.connect import PgConnection
 from oe_assets.warehouse.postgres.locks import missing_tables
+from oe_assets.warehouse.schema import table_columns
 
 OWNERS = ["team:data-engineering"]
 """Who answers for every asset of the project (shown on each asset's page)."""
@@ -48,11 +49,7 @@ def family_tables(conn: Warehouse, family: str) -> list[str]:
 
 def table_schema(conn: Warehouse, table: str) -> dg.TableSchema:
     if isinstance(conn, duckdb.DuckDBPyConnection):
-        rows = conn.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = ? AND table_schema = 'main' ORDER BY ordinal_position",
-            [table],
-        ).fetchall()
+        rows = list((table_columns(conn, table) or {}).items())
     else:
         rows = list(logical_columns(conn, table).items())
     return dg.TableSchema(columns=[dg.TableColumn(name=str(n), type=str(t)) for n, t in rows])
