@@ -55,7 +55,6 @@ from oe_assets.landing.raw_contexts import (
     DELETED_AT,
     FAMILY,
     QUARANTINE,
-    QUARANTINE_DDL,
     RAW_CONTEXTS,
     RAW_CONTEXTS_DDL,
     STATUS_HISTORY,
@@ -65,9 +64,11 @@ from oe_assets.landing.raw_contexts import (
     latest_staged,
 )
 from oe_assets.landing.stage import QUARANTINE_SCHEMA, STAGE_SCHEMA, ContextStage
+from oe_assets.warehouse.postgres.catalog import BOOKKEEPING_DDL
 from oe_assets.warehouse.postgres.connect import PgConnection, copy_in
 from oe_assets.warehouse.postgres.locks import create_missing_tables, partition_lock_name, transaction_lock
 from oe_assets.warehouse.postgres.types import column_transfer
+from oe_assets.warehouse.schema import QUARANTINE_TABLE
 from oe_assets.warehouse.sql import quote_ident, quote_literal
 
 _LATEST = "_oe_stage_latest"
@@ -110,12 +111,14 @@ def postgres_table_ddl(duckdb_ddl: str) -> str:
 
 @functools.cache
 def raw_tables_ddl() -> dict[str, str]:
-    """Table -> the statements that create it and its indexes."""
-    sources = {RAW_CONTEXTS: RAW_CONTEXTS_DDL, STATUS_HISTORY: STATUS_HISTORY_DDL, QUARANTINE: QUARANTINE_DDL}
-    return {
+    """Table -> the statements that create it and its indexes (the quarantine: the warehouse's
+    bookkeeping table, one definition for every family)."""
+    sources = {RAW_CONTEXTS: RAW_CONTEXTS_DDL, STATUS_HISTORY: STATUS_HISTORY_DDL}
+    created = {
         table: ";\n".join([postgres_table_ddl(ddl), *RAW_INDEXES.get(table, [])])
         for table, ddl in sources.items()
     }
+    return {**created, QUARANTINE: BOOKKEEPING_DDL[QUARANTINE_TABLE]}
 
 
 def ensure_raw_tables_pg(conn: PgConnection) -> None:
