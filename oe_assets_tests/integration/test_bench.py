@@ -22,7 +22,7 @@ from oe_assets.bench.measure import run_measured
 from oe_assets.bench.ours import _created_day
 from oe_assets.bench.report import evaluate_targets, format_report
 from oe_assets.bench.runner import BenchConfig, machine_info, run_extraction, run_incremental, run_size
-from oe_assets.warehouse.postgres.url import parse_postgres_url
+from oe_assets.warehouse.postgres.url import PostgresUrl, parse_postgres_url
 from oe_assets_tests.support.postgres import PostgresServer
 
 N = 300
@@ -306,15 +306,21 @@ def test_the_exports_of_the_comparison_set_are_timed_and_reported(tmp_path: Path
     assert "activity_log.xes" in text
 
 
+def _target(server: PostgresServer, database: str) -> PostgresUrl:
+    """The test server's database, its password in the URL (as a user may write it)."""
+    return parse_postgres_url(
+        f"postgresql://{server.user}:{server.password}@127.0.0.1:{server.port}/{database}", "--to"
+    )
+
+
 def test_the_copy_into_postgresql_is_timed_checked_and_reported(
     tmp_path: Path, postgres_server: PostgresServer
 ) -> None:
     """The bench's warehouse reaches a real PostgreSQL row for row; the password stays out of the
     child's command line and out of the report."""
     database = postgres_server.create_database("bench_copy")
-    url = f"postgresql://{postgres_server.user}:{postgres_server.password}@127.0.0.1:{postgres_server.port}/{database}"
     config = BenchConfig(
-        work_dir=tmp_path / "work", days=3, scale=[], copy_to=parse_postgres_url(url, "--copy-to")
+        work_dir=tmp_path / "work", days=3, scale=[], copy_to=_target(postgres_server, database)
     )
     result = run_size(config, N, False, lambda _line: None, ["postgres_copy"])
     copy = result["postgres_copy"]
@@ -344,9 +350,8 @@ def test_the_postgresql_warehouse_load_is_timed_checked_and_reported(
     """One run over every day, then daily runs 1, 2 and 4 at a time, each into an emptied schema
     with the rows ours has; the password stays out of the children's command lines and the report."""
     database = postgres_server.create_database("bench_warehouse")
-    url = f"postgresql://{postgres_server.user}:{postgres_server.password}@127.0.0.1:{postgres_server.port}/{database}"
     config = BenchConfig(
-        work_dir=tmp_path / "work", days=3, scale=[], warehouse=parse_postgres_url(url, "--warehouse")
+        work_dir=tmp_path / "work", days=3, scale=[], warehouse=_target(postgres_server, database)
     )
     result = run_size(config, N, False, lambda _line: None, ["postgres_warehouse"])
     load = result["postgres_warehouse"]
